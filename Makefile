@@ -1,0 +1,34 @@
+# Two commands (README): `make demo` sets up and runs the main job on its embedded default; `make test` sets up and
+# runs the whole test suite. Both create .venv in the repo if there is none and install the project into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup demo test test-fast train-demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v ffmpeg >/dev/null 2>&1 || { echo "installing Debian ffmpeg (test media, PyAV-independent checks)"; \
+	  $(SUDO) apt-get install -y -q ffmpeg >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q ffmpeg; }; }
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, found " + sys.version' 
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(PY) jobs/tokenize_corpus.py
+
+train-demo: setup
+	$(PY) jobs/train_stage1.py && $(PY) jobs/train_stage2.py
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) out runs sample_corpus .pytest_cache
