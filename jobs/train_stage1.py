@@ -1,0 +1,40 @@
+"""Stage 1 of VidTok training: the full model on 128×128, 3 FPS clips (paper schedule: 50 k steps, batch 16).
+
+    python jobs/train_stage1.py                                   # embedded default: tiny preset, sample corpus, local
+    python jobs/train_stage1.py schedule=paper preset=vidtok_fsq_causal_488_32768 \\
+        input=s3://bucket/videos output=s3://bucket/runs num_workers=8 use_gpu=true
+
+Re-running the same command resumes from the run's latest checkpoint. Keys: `pipeline/train_config.py`,
+docs/training.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_config, split_args
+from pipeline.train import run_training
+from pipeline.train_config import TrainConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "train_stage1.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config_path, overrides = split_args(sys.argv[1:] if argv is None else argv)
+    cfg = load_config(TrainConfig, config_path or DEFAULT_CONFIG, overrides)
+    if cfg.stage != 1:
+        raise ConfigError(f"stage={cfg.stage}: jobs/train_stage1.py runs stage 1; use jobs/train_stage2.py")
+    summary = run_training(cfg)
+    print(f"stage 1 run:        {summary.run_dir}")
+    print(f"latest checkpoint:  {summary.checkpoint}")
+    print(f"exported weights:   {summary.export}")
+    print(f"tensorboard:        tensorboard --logdir {summary.run_dir}/tensorboard")
+    print("next: python jobs/train_stage2.py" + ("" if not overrides else " <same input/output/preset keys>"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Run a function in a reusable child process with a per-call time limit.
+
+Why: decord can hang forever or leak memory on some inputs (dmlc/decord issues #269, #363, #157, #208) and a C
+decoder can crash the process. The decode stage runs thousands of files in one long-lived Ray actor, so each file is
+decoded in a child process that the parent kills (SIGKILL) when the time limit passes or when it dies, and that is
+recycled after ``max_tasks`` calls or when its resident memory grows past ``max_rss_bytes`` (leaks stay bounded).
+
+The child is started with ``spawn`` (never ``fork``: forking a threaded Ray worker can deadlock) and imports the
+decode stack once; later calls reuse it, so isolation costs a pipe round trip per file, not an interpreter start.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallOutcome:
+    """``kind``: ``ok`` (``value`` holds the return value), ``error`` (``value`` is the exception the function
+    raised, or a string when it could not be pickled), ``timeout`` or ``crashed`` (``message`` says how)."""
+
+    kind: str
+    value: Any = None
+    message: str = ""
+
+
+def _child_main(conn, warmup: Callable[[], None] | None) -> None:
+    if warmup is not None:
+        warmup()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        fn, args, kwargs = msg
+        try:
+            conn.send(("ok", fn(*args, **kwargs)))
+        except BaseException as e:  # report everything, the parent decides what it means
+            try:
+                conn.send(("error", e))
+            except Exception:  # the exception itself does not pickle
+                conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class IsolatedRunner:
+    """One child process, used for one call at a time (calls from several threads are serialised)."""
+
+    def __init__(self, max_tasks: int = 500, max_rss_bytes: int = 4 << 30, start_timeout_s: float = 120.0,
+                 warmup: Callable[[], None] | None = None):
+        self.max_tasks, self.max_rss_bytes, self.start_timeout_s = max_tasks, max_rss_bytes, start_timeout_s
+        self.warmup = warmup
+        self._proc = None
+        self._conn = None
+        self._tasks = 0
+        self._lock = threading.Lock()
+        self.restarts = 0  # how many children were killed or recycled (for tests and logs)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_child_main, args=(child, self.warmup), daemon=True, name="vidtok-decode")
+        proc.start()
+        child.close()
+        if not parent.poll(self.start_timeout_s):
+            proc.kill()
+            proc.join()
+            raise RuntimeError(f"isolated decode process did not start within {self.start_timeout_s}s")
+        parent.recv()
+        self._proc, self._conn, self._tasks = proc, parent, 0
+
+    def _stop(self, kill: bool) -> None:
+        if self._proc is None:
+            return
+        try:
+            if kill:
+                self._proc.kill()
+            else:
+                self._conn.send(None)
+            self._proc.join(timeout=10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._conn.close()
+            self._proc, self._conn = None, None
+            self.restarts += 1
+
+    def call(self, fn: Callable, *args, timeout_s: float, **kwargs) -> CallOutcome:
+        """Run ``fn(*args, **kwargs)`` in the child; never raises for anything the child does."""
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                if self._proc is not None:
+                    self._stop(kill=True)
+                self._start()
+            t0 = time.monotonic()
+            try:
+                self._conn.send((fn, args, kwargs))
+                ready = self._conn.poll(timeout_s)
+            except (OSError, EOFError) as e:
+                self._stop(kill=True)
+                return CallOutcome("crashed", message=f"decode process lost: {e}")
+            if not ready:
+                pid = self.pid
+                self._stop(kill=True)
+                return CallOutcome("timeout", message=f"no result within {timeout_s:g}s (process {pid} killed)")
+            try:
+                kind, value = self._conn.recv()
+            except (EOFError, OSError):
+                self._proc.join(timeout=5)
+                code = self._proc.exitcode
+                self._stop(kill=True)
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                return CallOutcome("crashed", message=f"decode process died ({how}) after {time.monotonic() - t0:.1f}s")
+            self._tasks += 1
+            if self._tasks >= self.max_tasks or _rss_bytes(self._proc.pid) > self.max_rss_bytes:
+                self._stop(kill=False)  # recycle: bounded leaks, fresh decoder state
+            return CallOutcome(kind, value)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop(kill=False)
+
+    def __del__(self):  # best effort; atexit in decode.py closes the shared runners
+        try:
+            if self._proc is not None:
+                self._proc.kill()
+        except Exception:
+            pass

@@ -1,0 +1,79 @@
+"""Spatial policy of the official VidTok data pipeline (ARCHITECTURE.md §13.1 step 6), on uint8 frames.
+
+``size=int s``: the shorter side goes to ``s`` (the longer to ``int(s * long / short)``, torchvision's rounding),
+bilinear with antialias, then a center crop to ``s × s``. ``size=(h, w)``: the smallest such resize that covers
+``h × w`` (identical to the official ``Resize(h)`` + ``CenterCrop((h, w))`` whenever that crop fits), then a center
+crop. ``size=None``: frames pass through untouched.
+
+The resize runs on uint8 with torchvision's fused antialiased kernel (no float copy); it differs from the official
+float path (``/255`` → resize → ``*255``) by rounding only, at most 1 grey level.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+
+Size = Union[None, int, Sequence[int]]
+
+
+def normalize_size(size: Size) -> tuple[int, int] | int | None:
+    """Validate ``size``: None, a positive int, or a positive ``(h, w)`` pair (lists from YAML become tuples)."""
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        if size <= 0:
+            raise ValueError(f"size must be > 0, got {size}")
+        return int(size)
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be None, an int or an (h, w) pair, got {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return (h, w)
+
+
+def resized_shape(height: int, width: int, size: Size) -> tuple[int, int]:
+    """(h, w) after the resize step (before cropping) for a ``height × width`` frame."""
+    size = normalize_size(size)
+    if size is None:
+        return height, width
+    if isinstance(size, int):
+        short, long = min(height, width), max(height, width)
+        new_long = int(size * long / short)
+        return (size, new_long) if height <= width else (new_long, size)
+    h, w = size
+    scale = max(h / height, w / width)
+    return max(h, int(round(height * scale))), max(w, int(round(width * scale)))
+
+
+def output_shape(height: int, width: int, size: Size) -> tuple[int, int]:
+    """(h, w) of the frames :func:`resize_crop` returns."""
+    size = normalize_size(size)
+    if size is None:
+        return height, width
+    return (size, size) if isinstance(size, int) else size
+
+
+def resize_crop(frames: np.ndarray, size: Size) -> np.ndarray:
+    """Apply the policy to ``frames`` (N, H, W, 3) uint8; returns (N, h, w, 3) uint8 (contiguous)."""
+    size = normalize_size(size)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if size is None or len(frames) == 0:
+        return np.ascontiguousarray(frames)
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    n, height, width, _ = frames.shape
+    rh, rw = resized_shape(height, width, size)
+    oh, ow = output_shape(height, width, size)
+    # NHWC memory seen as NCHW is channels_last, the layout torchvision's uint8 antialias kernel is fast on.
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    if (rh, rw) != (height, width):
+        x = F.resize(x, [rh, rw], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    top, left = int(round((rh - oh) / 2.0)), int(round((rw - ow) / 2.0))  # torchvision center_crop's offsets
+    x = x[:, :, top : top + oh, left : left + ow]
+    return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())

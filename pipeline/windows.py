@@ -1,0 +1,84 @@
+"""Cut the sampled frames of one video into fixed-length windows (17 frames causal, 16 non-causal).
+
+Window w covers samples ``[w * stride, w * stride + num_frames)``. The samples after the last full window — and a
+video with fewer samples than one window — follow the ``tail`` policy, and the result says what happened:
+
+* ``skip`` (default): the tail is dropped (its size is recorded); a video shorter than one window is ``too_short``.
+* ``pad``: the tail becomes one more window, padded by repeating its last frame (VidTok's evaluation does this);
+  a video shorter than one window gives one padded window.
+* ``overlap``: one more window aligned to the last sample, overlapping its predecessor, so no frame is lost; a
+  video shorter than one window is ``too_short``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TAIL_POLICIES = ("skip", "pad", "overlap")
+
+
+@dataclass
+class Window:
+    """One clip for the tokenizer. ``frames``: (N, H, W, 3) uint8; ``timestamps``: (N,) float64 seconds since the
+    video's first frame; ``indices``: (N,) int64 source frame indices (presentation order); ``padded``: how many
+    trailing frames repeat the last real one (tail="pad")."""
+
+    index: int
+    frames: np.ndarray
+    timestamps: np.ndarray
+    indices: np.ndarray
+    padded: int = 0
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """``spans``: (start, stop, pad) over the samples for every window; ``tail``: samples after the last full
+    window; ``note``: what the tail policy did (empty when nothing was left over)."""
+
+    spans: tuple[tuple[int, int, int], ...]
+    tail: int
+    note: str
+
+
+def plan_windows(num_samples: int, num_frames: int, stride: int, tail: str = "skip") -> WindowPlan:
+    """Window spans for ``num_samples`` sampled frames (see the module docstring for the policies)."""
+    if num_frames <= 0 or stride <= 0:
+        raise ValueError(f"num_frames and stride must be > 0, got {num_frames}, {stride}")
+    if tail not in TAIL_POLICIES:
+        raise ValueError(f"tail must be one of {TAIL_POLICIES}, got {tail!r}")
+    full = 0 if num_samples < num_frames else (num_samples - num_frames) // stride + 1
+    spans = [(w * stride, w * stride + num_frames, 0) for w in range(full)]
+    covered = spans[-1][1] if spans else 0
+    left = num_samples - covered
+    note = ""
+    if left > 0 and num_samples > 0:
+        if tail == "skip":
+            note = f"{left} sampled frames after the last full window dropped (tail=skip)"
+        elif tail == "pad" and full * stride < num_samples:
+            start = full * stride
+            pad = num_frames - (num_samples - start)
+            spans.append((start, num_samples, pad))
+            note = f"last window padded with {pad} repeats of its last frame (tail=pad)"
+        elif tail == "pad":  # stride > num_frames: the next window would start past the end
+            note = f"{left} sampled frames after the last window dropped (stride {stride} > num_frames)"
+        elif full:  # overlap, and at least one full window exists
+            spans.append((num_samples - num_frames, num_samples, 0))
+            note = f"last window shifted back to end at the last sample, overlapping by " \
+                   f"{covered - (num_samples - num_frames)} frames (tail=overlap)"
+    return WindowPlan(tuple(spans), max(left, 0), note)
+
+
+def cut_windows(frames: np.ndarray, timestamps: np.ndarray, indices: np.ndarray, plan: WindowPlan,
+                skip: frozenset[int] = frozenset()) -> list[Window]:
+    """Materialise the planned windows, leaving out those whose index is in ``skip`` (already committed)."""
+    out = []
+    for w, (start, stop, pad) in enumerate(plan.spans):
+        if w in skip:
+            continue
+        sel = np.arange(start, stop)
+        if pad:
+            sel = np.concatenate([sel, np.full(pad, stop - 1)])
+        out.append(Window(w, frames[sel], timestamps[sel], indices[sel], pad))
+    return out

@@ -1,0 +1,160 @@
+"""Causal temporal operators of VidTok v1.0 and v1.1 (spec ARCHITECTURE.md §3.3, §3.10, §3.11, §9).
+
+Each class takes `v1_1`:
+* v1.0 (`v1_1=False`): temporal front padding with **zeros** (quirk 1); no state.
+* v1.1 (`v1_1=True`): the front padding is copies of the **first frame** on the first chunk, or the tail of the
+  previous chunk's cache on later chunks (temporal tiling, §9). The state lives in `StreamingState` attributes
+  (`is_first_chunk`, `causal_cache`, `cache_offset`), which the engine resets/sets; `store_cache` is our own switch
+  so that untiled calls do not keep a copy of every conv input alive (the official code always stores; an untiled
+  call never reads it, so outputs are identical).
+Parameters are wrapped exactly like the official modules (`<name>.conv.weight`), so keys load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class StreamingState:
+    """Per-module state of the v1.1 streaming / tiled inference (§9, §10)."""
+
+    def _init_state(self, v1_1: bool) -> None:
+        self.v1_1 = v1_1
+        self.is_first_chunk = True
+        self.causal_cache: torch.Tensor | None = None
+        self.cache_offset = 0
+        self.store_cache = False
+
+    def _front(self, x: torch.Tensor, n: int, dim: int = 2) -> torch.Tensor:
+        """The `n` frames to prepend along `dim`: zeros (v1.0), first-frame copies or cached frames (v1.1)."""
+        if not self.v1_1:
+            shape = list(x.shape)
+            shape[dim] = n
+            return x.new_zeros(shape)
+        if self.is_first_chunk:
+            return x.narrow(dim, 0, 1).repeat_interleave(n, dim=dim)
+        if self.causal_cache is None:
+            raise RuntimeError("v1.1 causal module called with is_first_chunk=False but no cache; reset the model "
+                               "state through VidTok.encode/decode (spec §9)")
+        cache = self.causal_cache
+        return cache.narrow(dim, cache.shape[dim] - n, n)
+
+    def _remember(self, padded: torch.Tensor, dim: int = 2) -> None:
+        """Store the time-padded input minus its last `cache_offset` frames (§3.3)."""
+        if self.v1_1 and self.store_cache:
+            keep = padded.shape[dim] - self.cache_offset
+            self.causal_cache = padded.narrow(dim, 0, keep) if self.cache_offset else padded
+
+
+class CausalConv3d(StreamingState, nn.Module):
+    """3-D conv with causal time padding and symmetric zero spatial padding; (B, Cin, T, H, W) -> (B, Cout, T', H, W).
+
+    time_pad = (kt-1) + (1-st) frames in front (§3.3): k3 s1 -> 2, k3 s2 -> 1, k1 -> 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int | tuple[int, int, int] = 1, v1_1: bool = False):
+        super().__init__()
+        stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+        self.time_pad = (kernel_size - 1) + (1 - stride[0])
+        # The official code computes the width padding from the height kernel; all kernels are square (§3.3).
+        p = (kernel_size - 1) + (1 - stride[1])
+        self.spatial_pad = (p // 2, p - p // 2, p // 2, p - p // 2)
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride)
+        self._init_state(v1_1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_pad:
+            x = torch.cat([self._front(x, self.time_pad), x], dim=2)
+            self._remember(x)
+        if any(self.spatial_pad):
+            x = F.pad(x, self.spatial_pad)
+        return self.conv(x)
+
+
+class CausalConv1d(StreamingState, nn.Module):
+    """1-D temporal conv, kernel 3, 2 causal front frames; (N, C, T) -> (N, C, T) (§3.3)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, v1_1: bool = False):
+        super().__init__()
+        self.time_pad = kernel_size - 1
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
+        self._init_state(v1_1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self._front(x, self.time_pad), x], dim=2)
+        self._remember(x)
+        return self.conv(x)
+
+
+class TimeDownsampleResCausal2x(StreamingState, nn.Module):
+    """AlphaBlender temporal /2: a*avgpool(front-padded x) + (1-a)*strided causal conv(x), a=sigmoid(mix_factor).
+
+    (B, C, T, H, W) -> (B, C, floor(T/2), H, W) (§3.10). The avg branch's extra front frame is a zero (v1.0) or
+    a copy of frame 0 / the cached last padded frame of the previous chunk (v1.1).
+    """
+
+    def __init__(self, channels: int, v1_1: bool = False):
+        super().__init__()
+        self.mix_factor = nn.Parameter(torch.tensor([2.0]))
+        self.conv = CausalConv3d(channels, channels, 3, stride=(2, 1, 1), v1_1=v1_1)
+        self._init_state(v1_1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        padded = torch.cat([self._front(x, 1), x], dim=2)
+        if self.v1_1 and self.store_cache:
+            self.causal_cache = padded[:, :, -1:]
+        x1 = F.avg_pool3d(padded, kernel_size=(3, 1, 1), stride=(2, 1, 1))
+        x2 = self.conv(x)
+        return alpha * x1 + (1.0 - alpha) * x2
+
+
+class TimeUpsampleResCausal2x(StreamingState, nn.Module):
+    """AlphaBlender temporal x2: u = up2_t(x); out = a*u + (1-a)*causal_conv(u); (B,C,T,H,W) -> (B,C,2T,H,W) (§3.11).
+
+    v1.0: nearest. v1.1 'trilinear': the first `num_temp_upsample` (= n) frames, all from latent frame 0, are
+    interpolated apart from the rest on the first chunk; later chunks prepend the n cached frames, interpolate
+    everything and drop the first 2n outputs. The new cache is positions -2n..-n-1 (§3.11, quirk 5).
+    """
+
+    def __init__(self, channels: int, v1_1: bool = False, interpolation_mode: str = "nearest",
+                 num_temp_upsample: int = 1):
+        super().__init__()
+        self.mix_factor = nn.Parameter(torch.tensor([2.0]))
+        self.conv = CausalConv3d(channels, channels, 3, stride=1, v1_1=v1_1)
+        self.interpolation_mode = interpolation_mode if v1_1 else "nearest"
+        self.num_temp_upsample = num_temp_upsample
+        self._init_state(v1_1)
+
+    @staticmethod
+    def _trilinear(seg: torch.Tensor) -> torch.Tensor:
+        # F.interpolate itself, per segment: a hand-written 0.25/0.75 blend differs by 1 ulp (§3.11 rounding).
+        out = F.interpolate(seg.float(), scale_factor=(2.0, 1.0, 1.0), mode="trilinear", align_corners=False)
+        return out.to(seg.dtype)
+
+    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.interpolation_mode == "nearest":
+            return x.repeat_interleave(2, dim=2)  # exact nearest x2 in time, equal to the float32 interpolate
+        n = self.num_temp_upsample
+        if self.is_first_chunk:
+            head, rest = x[:, :, :n], x[:, :, n:]
+            parts = [self._trilinear(head)]
+            if rest.shape[2] > 0:  # an empty remainder is skipped, not interpolated (§3.11)
+                parts.append(self._trilinear(rest))
+            if self.store_cache:
+                self.causal_cache = x[:, :, -n:]
+            return torch.cat(parts, dim=2)
+        if self.causal_cache is None:
+            raise RuntimeError("v1.1 temporal up-sampler called with is_first_chunk=False but no cache (spec §9)")
+        seq = torch.cat([self.causal_cache, x], dim=2)
+        if self.store_cache:
+            self.causal_cache = seq[:, :, seq.shape[2] - 2 * n: seq.shape[2] - n]
+        return self._trilinear(seq)[:, :, 2 * n:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        u = self._upsample(x)
+        return alpha * u + (1.0 - alpha) * self.conv(u)
