@@ -3,10 +3,10 @@ schedule: 30 k steps, batch 8), starting from a stage-1 run or an official VidTo
 
     python jobs/train_stage2.py                  # embedded default: continues the default stage-1 run's latest checkpoint
     python jobs/train_stage2.py schedule=paper preset=vidtok_fsq_causal_488_32768 input=s3://bucket/videos \\
-        output=s3://bucket/runs init_from=s3://bucket/runs/vidtok_vidtok_fsq_causal_488_32768_stage1 use_gpu=true
+        output=s3://bucket/runs init_from=s3://bucket/runs/vidtok_fsq_causal_488_32768_stage1 use_gpu=true
 
 `init_from` may be a stage-1 run dir (its latest checkpoint), one checkpoint dir, or an official `.ckpt`; empty means
-`<output>/vidtok_<preset>_stage1`. Re-running the same command resumes stage 2 itself.
+`<output>/<preset>_stage1`. Re-running the same command resumes stage 2 itself.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ source frame indices in presentation order.
 Only sampled frames are converted to RGB and resized. The PyAV path also skips *decoding* of frames that nothing
 samples and nothing references: with the timestamps known from the probe, each packet is sent with FFmpeg's
 ``skip_frame=NONREF`` unless its frame is sampled (the decoder then drops non-reference pictures, e.g. most
-B-frames, before reconstruction). That needs single-threaded or slice-threaded decoding so the flag applies to the
-packet it was set for.
+B-frames, before reconstruction). With frame threads the flag still applies to the packet it was set for, because
+FFmpeg copies it into the worker's context when the packet is submitted (tests read the frames back with 3 threads).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def decode_decord(readable: Readable, info: ProbeInfo, fps: float, size: Size, t
     """decord path: verify its frame list against the probe, then ``get_batch`` the distinct sampled frames."""
     import decord
 
-    if info.backend != "decord":  # forced by the caller where the probe says decord is wrong
+    if not info.decord_ok:  # forced by the caller where the probe says decord is wrong
         raise Unverified(f"decord is not trusted for {info.codec} in {info.format_name}"
                          + (" with B-frames" if info.reordered else ""))
     try:
@@ -113,11 +113,9 @@ def decode_pyav(readable: Readable, info: ProbeInfo, fps: float, size: Size, thr
     try:
         stream = container.streams.video[0]
         ctx = stream.codec_context
-        if info.pts_reliable:
-            ctx.thread_count = threads
-            ctx.thread_type = "SLICE" if skip_nonref else "AUTO"
-            return _decode_known(container, stream, info, fps, size, skip_nonref)
         ctx.thread_count, ctx.thread_type = threads, "AUTO"
+        if info.pts_reliable:
+            return _decode_known(container, stream, info, fps, size, skip_nonref)
         return _decode_streaming(container, stream, info, fps, size)
     except av.FFmpegError as e:
         raise DecodeError(CORRUPT, f"{info.format_name}/{info.codec}: decoding failed: {e}") from None

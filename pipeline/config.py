@@ -107,7 +107,9 @@ def redact(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     if isinstance(obj, dict):
-        return {k: ("***" if is_secret_key(str(k)) and v not in (None, "") else redact(v)) for k, v in obj.items()}
+        # only leaf values are secrets: a section such as `tokenizer:` must not vanish because its name has "token"
+        return {k: ("***" if is_secret_key(str(k)) and v not in (None, "") and not isinstance(v, (dict, list))
+                    else redact(v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]
     return obj

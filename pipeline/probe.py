@@ -1,15 +1,18 @@
-"""Probe a video with PyAV (no decoding) and choose the decode path.
+"""Probe a video with PyAV (demux only, plus the first frame for its display matrix) and judge the decode paths.
 
 The probe opens the container, picks the first video stream and demuxes its packets — cheap next to decoding —
 to learn the frame count, each packet's presentation time, and whether the file holds all the data its index
 promises. From that it classifies broken inputs (``not_a_video``, ``truncated``, ``unsupported_codec``,
-``corrupt``) and picks a backend:
+``corrupt``) and says which backend can be trusted:
 
 * **decord** only where it was measured right (issue: H.264/HEVC/VP9/MPEG-4 in MP4/MOV/MKV/WebM; MPEG-4 part 2 only
   without B-frames, see ``DECORD_NO_REORDER``) *and* the demuxed timestamps are complete, finite and unique —
   decord orders frames by the same timestamps, and the decord path checks its frame list against them;
-* **pyav** otherwise: AVI (no presentation times, B-frames come out wrong in decord), MPEG-PS (decord is 12 frames
-  off on a real .mpg), AV1/Theora (decord cannot open them), anything else FFmpeg can decode.
+* **pyav** everywhere FFmpeg can decode, including what decord gets wrong or cannot open: AVI (no presentation
+  times, B-frames come out wrong in decord), MPEG-PS (decord is 12 frames off on a real .mpg), AV1/Theora.
+
+``backend="auto"`` uses PyAV: with the probe's timestamps it skips decoding non-reference frames that nothing
+samples, which decord cannot do, and measured faster than decord on every clip of ``benchmarks/decode.py``.
 
 The decision is made from what the probe read (format and codec names, timestamps), never from the file name.
 """
@@ -68,9 +71,9 @@ class ProbeInfo:
     rate: Fraction = Fraction(0)  # average frame rate as a fraction (0 when unknown)
     rates: tuple = ()  # nominal rate candidates for the resampler's grid refinement
     pts_reliable: bool = False
+    decord_ok: bool = False  # decord is known right for this container/codec and the timestamps are complete
     cfr_order: bool = False  # time of the n-th decoded frame is n / avg_fps (CFR_FORMATS)
     reordered: bool = False  # presentation order differs from decode order (B-frames)
-    backend: str = "pyav"
     notes: list[str] = field(default_factory=list)
 
 
@@ -185,7 +188,7 @@ def probe(readable: Readable) -> ProbeInfo:
         info.reordered = info.pts_reliable and bool(np.any(np.diff(np.asarray(pts, dtype=np.int64)) < 0))
         if (info.pts_reliable and names & DECORD_FORMATS and codec in DECORD_CODECS
                 and not (info.reordered and codec in DECORD_NO_REORDER)):
-            info.backend = "decord"
+            info.decord_ok = True
         if info.pts_reliable:  # the video's own extent, not the container's (an audio track may run longer)
             info.duration_s = info.end_s - info.pts[0]
         return info

@@ -1,6 +1,6 @@
 """The Ray Data chain of the tokenize job: plan files -> decode windows (CPU) -> VidTok encoder (GPU actors) -> shards.
 
-    read_parquet(plan)                 pending inputs, a few per block (override_num_blocks)
+    read_parquet(plan).repartition     pending inputs, `decode.inputs_per_task` per block (streaming split)
       .map_batches(decode_inputs)      CPU tasks: one input -> many 17x256x256 windows (pipeline.decode), one row each;
                                        an input that yields no window (failure, or all already committed) -> one
                                        status-only row (window_index = -1)
@@ -215,7 +215,7 @@ def write_token_shard(batch: dict, *, layout: OutputLayout, tokens_binary: bool)
 
 
 # ------------------------------------------------------------------------------------------------------- the chain
-def build_dataset(plan_files: list[str], num_pending: int, cfg, decode_cfg, layout: OutputLayout, sha: str,
+def build_dataset(plan_files: list[str], cfg, decode_cfg, layout: OutputLayout, sha: str,
                   tokens_binary: bool, num_gpus: float, shard_rows: int):
     """The whole chain as one lazy Dataset whose rows are the writer's metadata (consumed by the driver)."""
     import ray
@@ -223,10 +223,12 @@ def build_dataset(plan_files: list[str], num_pending: int, cfg, decode_cfg, layo
     ctx = ray.data.DataContext.get_current()
     ctx.target_max_block_size = cfg.ray.target_block_mb << 20
     opts = cfg.storage.storage_options()
-    blocks = max(1, -(-num_pending // cfg.decode.inputs_per_task))
     tk = cfg.tokenizer
     return (
-        ray.data.read_parquet(plan_files, filesystem=_arrow_fs(layout), override_num_blocks=blocks)
+        ray.data.read_parquet(plan_files, filesystem=_arrow_fs(layout))
+        # streaming split into blocks of `inputs_per_task` rows: one decode task each, so decoding spreads over the
+        # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
+        .repartition(target_num_rows_per_block=cfg.decode.inputs_per_task)
         .map_batches(decode_inputs, batch_size=cfg.decode.inputs_per_task, num_cpus=cfg.decode.num_cpus,
                      memory=cfg.decode.memory_mb * 2**20,
                      fn_kwargs={"decode_cfg": decode_cfg, "storage_options": opts})

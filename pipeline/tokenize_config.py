@@ -61,6 +61,7 @@ class TokenizerSection:
     latent_dtype: str = "float16"  # KL latents stored as float16 | bfloat16 (FSQ writes int32 ids)
 
     def __post_init__(self):
+        _check(self.num_cpus >= 0, f"tokenizer.num_cpus must be >= 0, found {self.num_cpus}")
         _check(self.batch_size >= 1, f"tokenizer.batch_size must be >= 1, found {self.batch_size}")
         _check(self.min_actors >= 1, f"tokenizer.min_actors must be >= 1, found {self.min_actors}")
         _check(self.max_actors >= self.min_actors,

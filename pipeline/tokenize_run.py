@@ -163,6 +163,8 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
         layout.remove(f"_plan/{run_id}", recursive=True)
         return {**json.loads(layout.read_text("summary.json") or "{}"), "nothing_to_do": True}
 
+    layout.remove("_SUCCESS")  # work is pending: readers must not take the output as complete until it is done
+    layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
     tracker = StatusTracker(layout, cfg.shards.status_every_inputs, cfg.shards.status_every_s)
     for row in plan.complete_without_decode:
         tracker.finish({**row, "status": "ok", "message": ""}, row["num_windows"])
@@ -178,7 +180,9 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
                 num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
             row_bytes = int(np.prod(token_shape)) * (2 if tokens_binary else 4) + 64 * T
             shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
-            ds = build_dataset_for(plan, cfg, decode_cfg, layout, sha, tokens_binary, num_gpus, shard_rows)
+            from pipeline.tokenize import build_dataset
+
+            ds = build_dataset(plan.files, cfg, decode_cfg, layout, sha, tokens_binary, num_gpus, shard_rows)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 tracker.consume(batch)
         finally:
@@ -193,7 +197,7 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     if tracker.finished != expected or tracker.inflight:
         raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "
                            "missing windows); nothing is lost: rerun the same command to complete them")
-    layout.remove(f"_plan/{run_id}", recursive=True)
+    layout.remove("_plan", recursive=True)  # this run's plan; an older crashed run's plan is stale too
     done_reasons = Counter(state.failures)
     done_reasons.update({k: v for k, v in tracker.reasons.items() if k != "ok"})
     run_s = max(time.time() - t_run, 1e-9)
@@ -214,9 +218,3 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
     layout.write_bytes("_SUCCESS", b"")
     return summary
-
-
-def build_dataset_for(plan, cfg, decode_cfg, layout, sha, tokens_binary, num_gpus, shard_rows):
-    from pipeline.tokenize import build_dataset
-
-    return build_dataset(plan.files, plan.pending, cfg, decode_cfg, layout, sha, tokens_binary, num_gpus, shard_rows)

@@ -91,7 +91,10 @@ def run_training(cfg: TrainConfig) -> TrainSummary:
     from pipeline.train_data import build_train_dataset
     from vidtok import VidTok
 
-    started = init_ray(cfg.ray_address)
+    # A private local Ray gets logical CPUs for the trainers ON TOP of the machine's cores: otherwise the trainers
+    # take every CPU slot and the decode tasks they wait for can never be scheduled.
+    local_cpus = (os.cpu_count() or 1) + math.ceil(cfg.num_workers * cfg.cpus_per_worker)
+    started = init_ray(cfg.ray_address, num_cpus=local_cpus)
     try:
         if cfg.stage == 2 and not cfg.init_from:
             cfg.init_from = join(cfg.output, cfg.name.replace("_stage2", "_stage1"))

@@ -65,8 +65,8 @@ class TrainConfig:
     val_input: str = ""  # held-out videos; "" = hold out `val_fraction` of `input` (at least one video)
     val_fraction: float = 0.1
     output: str = "runs"  # RunConfig.storage_path (s3://bucket/prefix, gs://..., or a local folder)
-    name: str = ""  # run name under `output`; "" = vidtok_<preset>_stage<stage>
-    init_from: str = ""  # stage 2: stage-1 run dir / checkpoint dir / official .ckpt; "" = latest stage-1 run
+    name: str = ""  # run name under `output`; "" = <preset>_stage<stage>
+    init_from: str = ""  # stage 2: stage-1 run dir / checkpoint dir / official .ckpt; "" = <output>/<preset>_stage1 (latest checkpoint)
     steps: Optional[int] = None
     batch_size: Optional[int] = None  # global batch (clips per step over all workers)
     size: Optional[int] = None  # square crop side after short-side resize
@@ -116,7 +116,7 @@ class TrainConfig:
         if self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints={self.keep_checkpoints}: keep at least 1 (resume needs it)")
         if not self.name:
-            self.name = f"vidtok_{self.preset}_stage{self.stage}"
+            self.name = f"{self.preset}_stage{self.stage}"
 
     @property
     def storage_options(self) -> dict:

@@ -40,7 +40,7 @@ class Case:
     rotation: int = 0
     audio: bool = False
     via_ffmpeg: str | None = None  # Debian ffmpeg encoder to transcode a lossless PyAV clip with
-    decord_ok: bool = True  # the probe trusts decord here (else auto and a forced decord must fall back to PyAV)
+    decord_ok: bool = True  # the probe trusts decord here (else a forced decord must fall back to PyAV)
 
     @property
     def num_frames(self) -> int:

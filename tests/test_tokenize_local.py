@@ -96,7 +96,7 @@ def test_tokenize_s3_in_and_out(ray_local, s3_server, tmp_path):
     assert tok.num_rows == want and all(x.startswith(f"s3://{bucket}/videos/") for x in tok.column("source").to_pylist())
     assert all(e for e in tok.column("source_etag").to_pylist())
     resolved = fs.cat(f"{bucket}/tokens/resolved_config.yaml").decode()
-    assert "SuperSecret123" not in resolved and "***" in resolved
+    assert "SuperSecret123" not in resolved and "secret: '***'" in resolved and "  batch_size: 4" in resolved
     assert not [f for f in fs.find(f"{bucket}/tokens") if "/_plan/" in f or "/_tmp/" in f]
     assert run_tokenize(cfg)["nothing_to_do"] is True
 

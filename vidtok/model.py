@@ -235,6 +235,9 @@ class VidTok(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents (B, z_channels, t, h, w) -> video (B, 3, T_dec, H, W), the decoder output before the v1.1 crop."""
         check_latents(latents, self)
+        weight = self.get_last_layer()
+        if latents.dtype != weight.dtype and not torch.is_autocast_enabled(latents.device.type):
+            latents = latents.to(weight.dtype)  # e.g. stored fp16/bf16 latents into an fp32 model
         if self.is_v1_1:
             tiling.reset_state(self.decoder, store_cache=self.use_tiling)
         if self.use_tiling:
@@ -249,9 +252,7 @@ class VidTok(nn.Module):
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """FSQ token ids (B, t, h, w) -> video (B, 3, T_dec, H, W); bit-identical to decoding the codes (§7.1)."""
-        latents = self.indices_to_latents(indices)
-        dtype = next(self.decoder.parameters()).dtype
-        return self.decode(latents.to(dtype))
+        return self.decode(self.indices_to_latents(indices))
 
     def _crop(self, dec: torch.Tensor, T: int) -> torch.Tensor:
         # v1.1 engine: keep the last T frames when lengths differ (§8, quirk 3).

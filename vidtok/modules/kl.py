@@ -25,7 +25,8 @@ class DiagonalGaussianRegularizer(nn.Module):
         log: dict = {}
         if sample:
             std = torch.exp(0.5 * logvar)
-            noise = torch.randn(mean.shape).to(device=z.device, dtype=mean.dtype)  # CPU generator (§7.2)
+            # float32 noise from the CPU default generator, then moved (not cast), like the official code (§7.2).
+            noise = torch.randn(mean.shape).to(device=z.device)
             out = mean + std * noise
         else:
             out = mean
