@@ -97,9 +97,6 @@ def main() -> None:
     core = args.core if args.core is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})  # before anything starts threads or children: they inherit it
     os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     clips = {gop: make_clip(workdir, gop, args.seconds) for gop in (250, 30)}

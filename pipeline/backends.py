@@ -22,12 +22,12 @@ import numpy as np
 from .io import Readable, as_file
 from .probe import ProbeInfo
 from .resample import StreamingSelector, select_frames
-from .spatial import Size, resize_crop
+from .spatial import Size, resize_crop_frame
 from .status import CORRUPT, DecodeError
 
 log = logging.getLogger(__name__)
 
-_BATCH = 16  # frames converted/resized together: bounds memory at native resolution
+_BATCH = 16  # frames per decord get_batch call: bounds memory at native resolution
 
 
 class Unverified(Exception):
@@ -35,26 +35,18 @@ class Unverified(Exception):
 
 
 class _Collector:
-    """Accumulates chosen frames in batches, resizing each batch as it fills."""
+    """Accumulates chosen frames, each resized as it arrives (memory stays at the output size)."""
 
     def __init__(self, size: Size):
-        self.size, self.pending, self.done = size, [], []
+        self.size, self.done = size, []
 
     def add(self, frame: np.ndarray) -> None:
-        self.pending.append(frame)
-        if len(self.pending) >= _BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.done.append(resize_crop(np.stack(self.pending), self.size))
-            self.pending = []
+        self.done.append(resize_crop_frame(frame, self.size))
 
     def result(self) -> np.ndarray:
-        self.flush()
         if not self.done:
             raise DecodeError(CORRUPT, "no frame could be decoded")
-        return np.concatenate(self.done)
+        return np.stack(self.done)
 
 
 def decode_decord(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1):

@@ -96,6 +96,11 @@ def run_training(cfg: TrainConfig) -> TrainSummary:
     local_cpus = (os.cpu_count() or 1) + math.ceil(cfg.num_workers * cfg.cpus_per_worker)
     started = init_ray(cfg.ray_address, num_cpus=local_cpus)
     try:
+        # Workers run in Ray's own working directory: hand them absolute local paths.
+        if not is_remote(cfg.output):
+            cfg.output = os.path.abspath(cfg.output)
+        if cfg.init_from and not is_remote(cfg.init_from):
+            cfg.init_from = os.path.abspath(cfg.init_from)
         if cfg.stage == 2 and not cfg.init_from:
             cfg.init_from = join(cfg.output, cfg.name.replace("_stage2", "_stage1"))
         train_urls, val_urls = resolve_inputs(cfg)
@@ -189,6 +194,8 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         else:  # a different world size than the checkpoint: a fresh but step-dependent stream per rank
             _seed_everything(cfg.seed + 1000 * rank + state.step)
         source = f"resumed at step {state.step}"
+        if rank == 0:  # an audit record of every restart: which step, and a digest of the restored state
+            _write_resume_record(cfg, state.step, engine, opt_ae, opt_d)
     else:
         if cfg.stage == 2:
             source = "stage 2 from " + init_stage2(engine, cfg.init_from, cfg.storage_options)
@@ -225,6 +232,9 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
             except StopIteration:
                 break
             got_any = True
+            if cfg.fail_at_step and rank == world - 1 and source == "fresh" and state.step == cfg.fail_at_step:
+                log.error("fail_at_step=%d: killing this worker to exercise FailureConfig recovery", state.step)
+                os._exit(17)  # a real process death, as when a node is lost
             t1 = time.perf_counter()
             x = to_model_input(batch["video"], device)
             metrics = train_step(ddp, opt_ae, opt_d, x, state, optim, autocast)  # floats: synchronises the device
@@ -264,6 +274,30 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         log.info("exported official-layout weights to %s", url)
     if tb is not None:
         tb.close()
+
+
+def state_digest(engine, opt_ae, opt_d) -> str:
+    """SHA-256 over model, loss and both optimisers' tensors: equal digests mean an exactly restored state."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(module_digest(engine.model).encode())
+    h.update(module_digest(engine.loss).encode())
+    for opt in (opt_ae, opt_d):
+        for pid, st in sorted(opt.state_dict()["state"].items()):
+            for k, v in sorted(st.items()):
+                h.update(f"{pid}.{k}".encode())
+                t = v if torch.is_tensor(v) else torch.tensor(float(v))
+                h.update(t.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_resume_record(cfg, step, engine, opt_ae, opt_d) -> None:
+    import json
+
+    rec = {"resumed_at_step": step, "state_digest": state_digest(engine, opt_ae, opt_d), "time": time.time()}
+    write_bytes(join(run_dir(cfg), "resumes", f"step_{step:08d}_{int(time.time() * 1000)}.json"),
+                json.dumps(rec).encode(), cfg.storage_options)
 
 
 def _scalars(metrics: dict) -> dict:

@@ -43,7 +43,13 @@ def fs_and_path(url: str, storage_options: dict | None = None):
 
     if not is_remote(url):
         url = os.path.abspath(url[len("file://"):] if url.startswith("file://") else url)
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+        return fsspec.core.url_to_fs(url)
+    opts = dict(storage_options or {})
+    if url.split("://", 1)[0] in ("s3", "s3a", "gs", "gcs"):
+        # Checkpoints appear while a run goes on and Ray reuses processes: a cached fsspec instance with a cached
+        # listing would not see them (a re-run would then miss the run's snapshot and start from scratch).
+        opts = {"skip_instance_cache": True, "use_listings_cache": False, **opts}
+    return fsspec.core.url_to_fs(url, **opts)
 
 
 def ray_storage(output: str, storage_options: dict | None = None):

@@ -75,7 +75,9 @@ def test_tokenize_ray_job_submit_with_token_auth(tmp_path):
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
                              "--dashboard-host=127.0.0.1", f"--temp-dir={tmp}", "--num-cpus=3",
                              "--object-store-memory=300000000", "--disable-usage-stats",
-                             f"--ray-client-server-port={_free_port()}"],
+                             f"--ray-client-server-port={_free_port()}",
+                             # the agent's HTTP port defaults to 52365: another Ray on a shared host may hold it
+                             f"--dashboard-agent-listen-port={_free_port()}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         make_corpus(tmp_path / "in", clips=CLIPS[:2])
@@ -86,7 +88,7 @@ def test_tokenize_ray_job_submit_with_token_auth(tmp_path):
                              capture_output=True).returncode != 0:
             assert head.poll() is None and time.time() < deadline, "ray start --head did not come up"
             time.sleep(2)
-        for _ in range(30):  # right after start the head may answer "No available agent to submit job" for a while
+        for _ in range(10):  # right after start the head may answer "No available agent to submit job" for a while
             r = subprocess.run([ray_bin, "job", "submit", f"--address={address}", "--working-dir", ".", "--",
                                 "python", "jobs/tokenize_corpus.py", f"input={tmp_path / 'in'}", f"output={out}",
                                 *FAST], cwd=REPO, env=env, capture_output=True, text=True, timeout=480)

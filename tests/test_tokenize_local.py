@@ -55,6 +55,21 @@ def test_tokenize_local_end_to_end_matches_model_then_nothing_to_do(ray_local, t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["windows_total"] == want and (out / "_SUCCESS").exists()
     assert "preset" in (out / "resolved_config.yaml").read_text()
+    # jobs/reconstruct.py's library: the chosen window decoded back, previews written
+    from PIL import Image
+
+    from pipeline.reconstruct import ReconstructConfig, reconstruct_row, run_reconstruct
+    from pipeline.synth import read_frame_number
+
+    rec = run_reconstruct(ReconstructConfig(tokens=str(out), clips=[row["clip_id"]], out_dir=str(tmp_path / "rec")))
+    assert rec[0]["frames"] == 17 and Image.open(rec[0]["png"]).size == (17 * 32, 2 * 32)
+    import av
+
+    with av.open(rec[0]["mp4"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 17
+    inp, _ = reconstruct_row(model, row)
+    assert [read_frame_number(f) for f in inp] == list(row["frame_indices"])  # the preview shows the token's frames
+
     before = sorted(os.listdir(out / "tokens")) + sorted(os.listdir(out / "status"))
     again = run_tokenize(cfg)
     assert again["nothing_to_do"] is True
