@@ -162,14 +162,16 @@ def load_resume_state(layout: OutputLayout) -> ResumeState:
         for reason, n in zip(*pc.value_counts(t.column("status")).flatten()):
             if reason.as_py() != "ok":
                 st.failures[reason.as_py()] = st.failures.get(reason.as_py(), 0) + n.as_py()
-    done_arr = pa.array(list(st.done), pa.string())
     seen: dict[str, set[int]] = {}
     totals: dict[str, int] = {}
+    done = st.done
+    # Python set lookups, not pc.is_in: is_in rebuilds its hash table from the value set on every call, which for
+    # a million done inputs costs more than the whole scan.
     for t in _iter_columns(layout, layout.list("tokens"), ["source", "window_index", "num_windows"]):
         st.committed_windows += t.num_rows
-        if len(done_arr):
-            t = t.filter(pc.invert(pc.is_in(t.column("source"), value_set=done_arr)))
         for s, w, n in zip(*(t.column(c).to_pylist() for c in ("source", "window_index", "num_windows"))):
+            if s in done:
+                continue
             ws = seen.setdefault(s, set())
             if w in ws:
                 st.duplicate_windows += 1
@@ -203,18 +205,17 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
     Inputs whose committed windows already reach their total (a crash between the last token shard and the status
     flush) are returned in `complete_without_decode`: the driver writes their status rows without decoding them again.
     """
-    done_arr = pa.array(list(state.done), pa.string())
+    done = state.done
     seen: set[str] = set()
     files, pending, skipped, dups, total = [], 0, 0, 0, 0
     complete: list[dict] = []
     for chunk in chunks:
         total += chunk.num_rows
-        if len(done_arr):
-            mask = pc.is_in(chunk.column("source"), value_set=done_arr)
-            skipped += pc.sum(mask).as_py() or 0
-            chunk = chunk.filter(pc.invert(mask))
         keep, skip_w, prev = [], [], []
         for i, s in enumerate(chunk.column("source").to_pylist()):
+            if s in done:
+                skipped += 1
+                continue
             if s in seen:
                 dups += 1
                 continue

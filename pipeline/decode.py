@@ -9,10 +9,12 @@ Two entry points:
   process under a per-file time limit (``pipeline.isolate``), cut into windows (``pipeline.windows``). It never
   raises for bad input; the result's ``status`` is ``ok`` or one reason class of ``pipeline.status``.
 
-Backends: ``auto`` (= ``pyav``) decodes with PyAV and, where the container has timestamps, never decodes the
-non-reference frames that nothing samples — measured faster than decord on every benchmark clip. ``decord`` is used
-only where the probe trusts it (MP4/MKV/WebM with H.264/HEVC/VP9, MPEG-4 without B-frames, complete timestamps
-cross-checked against decord's own); elsewhere a forced ``decord`` falls back to PyAV with a note.
+Backends: ``auto`` (the default) decodes with decord wherever the probe trusts it (MP4/MKV/WebM with
+H.264/HEVC/VP9, MPEG-4 without B-frames, complete timestamps cross-checked against decord's own) and with PyAV
+everywhere else (AVI, MPEG-PS, MPEG-4 with B-frames, AV1, Theora, ...), leaving a note that says why. ``pyav`` forces
+PyAV, which with the probe's timestamps never decodes the non-reference frames that nothing samples and stops after the
+last sampled frame: on this project's benchmark clips it was faster than decord (`benchmarks/decode.py` prints both),
+so CPU-bound clusters may prefer ``decode.backend=pyav``. ``decord`` behaves like ``auto``.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def sample_frames(source: Source, fps: float = 3.0, size: Size = None, *, backen
     if max_duration_s is not None and info.duration_s > max_duration_s:
         raise DecodeError(st.TOO_LARGE, f"{info.duration_s:.1f}s exceeds max_duration_s={max_duration_s:g}")
     notes: list[str] = []
-    use = "pyav" if backend == "auto" else backend
+    use = "decord" if backend == "auto" else backend
     if use == "decord" and not info.pts_reliable:
         notes.append(f"decord needs container timestamps, {info.format_name} has none: used pyav")
         use = "pyav"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from pipeline.tokenize_config import StorageSection
 from vidtok.metrics import lpips_per_frame, psnr_per_frame, ssim_per_frame
 
 log = logging.getLogger(__name__)
@@ -178,3 +179,113 @@ def write_previews(pairs, url_dir: str, storage_options: dict | None = None, fps
         written.append(write_bytes(join(url_dir, f"clip{i}.mp4"), encode_mp4(to_uint8_frames(side), fps), storage_options))
         written.append(write_bytes(join(url_dir, f"clip{i}.png"), encode_png_grid(x[0], recon[0]), storage_options))
     return written
+
+
+# --------------------------------------------------------------------------------------------------- the job
+@dataclass
+class EvaluateConfig:
+    """`jobs/evaluate.py` settings. Defaults follow the paper's protocol (spec §13.2): 30 FPS, 256×256, clips of
+    17 (causal) / 16 (non-causal) frames, consecutive and non-overlapping, last partial clip padded."""
+
+    input: str = ""  # folder / prefix / manifest of videos; "" = the sample corpus under runs/
+    checkpoint: str = ""  # official .ckpt or an export of this project; "" = latest export under runs/<preset>_stage*
+    preset: str = "vidtok_fsq_causal_488_32768_tiny"
+    fps: float = 30.0
+    size: int = 256
+    num_frames: int = 0  # 0: the model's default
+    max_clips_per_video: int = 0  # 0: all clips
+    batch_size: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False  # autocast on CUDA (metrics in the paper were computed in full precision)
+    lpips: bool = True
+    lpips_backbone_path: str = ""  # ImageNet VGG16 file; "" = torch hub cache (vidtok/losses/lpips.py)
+    lpips_random_backbone: bool = False  # smoke tests only
+    i3d_path: str = ""  # local I3D TorchScript for FVD; "" = no FVD
+    output: str = ""  # metrics JSON path; "" = print only
+    storage: StorageSection = field(default_factory=StorageSection)  # s3 endpoint / credentials
+
+    def __post_init__(self):
+        if self.fps <= 0 or self.size < 8 or self.batch_size < 1:
+            raise ValueError(f"fps={self.fps}, size={self.size}, batch_size={self.batch_size}: need fps>0, size>=8, batch>=1")
+
+
+def default_checkpoint(preset: str, runs: str = "runs") -> str:
+    """The newest export of the embedded-default runs (stage 2 preferred), or an error that says what to run."""
+    import glob
+    import os
+
+    for stage in (2, 1):
+        found = sorted(glob.glob(os.path.join(runs, f"{preset}_stage{stage}", "export", "*.ckpt")))
+        if found:
+            return found[-1]
+    raise FileNotFoundError(f"no checkpoint given and no export under {runs}/{preset}_stage*/export: pass checkpoint=... "
+                            "(an official VidTok .ckpt) or run python jobs/train_stage1.py first")
+
+
+def run_evaluation(cfg: EvaluateConfig) -> dict:
+    """Metrics of `cfg.checkpoint` over every video of `cfg.input` (exact frame-weighted means) + per-video values."""
+    import json
+
+    from pipeline.decode import DecodeConfig, decode_windows
+    from pipeline.listing import iter_inputs
+    from vidtok import VidTok
+    from vidtok.losses import build_lpips
+
+    opts = cfg.storage.storage_options()
+    source = cfg.input
+    if not source:
+        from pipeline.sample_corpus import make_sample_corpus
+
+        source = str(make_sample_corpus("runs/sample_corpus"))
+    ckpt = cfg.checkpoint or default_checkpoint(cfg.preset)
+    device = torch.device("cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    model = VidTok.from_pretrained(cfg.preset, ckpt).to(device).eval()
+    lp = build_lpips(cfg.lpips_backbone_path or None, cfg.lpips_random_backbone).to(device) if cfg.lpips else None
+    i3d = load_i3d(cfg.i3d_path, device) if cfg.i3d_path else None
+    num_frames = cfg.num_frames or model.default_num_frames
+    dcfg = DecodeConfig(fps=cfg.fps, size=cfg.size, num_frames=num_frames, stride=num_frames, tail="pad")
+    urls = [u for t in iter_inputs(source, extensions=(".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".y4m"),
+                                   storage_options=opts) for u in t.column("source").to_pylist()]
+    total, per_video, skipped = MetricSums(), {}, {}
+    for url in urls:
+        res = decode_windows(url, dcfg, storage_options=opts)
+        if res.status != "ok":
+            skipped[url] = f"{res.status}: {res.message}"
+            continue
+        windows = res.windows[: cfg.max_clips_per_video] if cfg.max_clips_per_video else res.windows
+        clips = np.stack([w.frames for w in windows])
+        m, _ = evaluate_clips(model, clips, device, lp, i3d, cfg.batch_size, torch.bfloat16 if cfg.bf16 else None)
+        per_video[url] = m
+        n = int(m["frames"])
+        total.frames += n
+        total.psnr += m["psnr"] * n
+        total.ssim += m["ssim"] * n
+        if "lpips" in m:
+            total.lpips += m["lpips"] * n
+            total.has_lpips = True
+    if i3d is not None:  # FVD over all clips at once (a distribution distance, not a per-video mean)
+        total.real_feats, total.fake_feats = _all_i3d_features(model, urls, dcfg, opts, device, i3d, cfg, skipped)
+    summary = {"checkpoint": ckpt, "preset": cfg.preset, "input": source, "videos": len(per_video),
+               "skipped": skipped, "protocol": {"fps": cfg.fps, "size": cfg.size, "num_frames": num_frames},
+               **total.result(), "per_video": per_video}
+    if cfg.output:
+        from pipeline.train_checkpoint import write_bytes
+
+        write_bytes(cfg.output, json.dumps(summary, indent=2).encode(), opts)
+    return summary
+
+
+def _all_i3d_features(model, urls, dcfg, opts, device, i3d, cfg, skipped):
+    from pipeline.decode import decode_windows
+
+    real, fake = [], []
+    for url in urls:
+        if url in skipped:
+            continue
+        res = decode_windows(url, dcfg, storage_options=opts)
+        windows = res.windows[: cfg.max_clips_per_video] if cfg.max_clips_per_video else res.windows
+        for x, recon in reconstruct_clips(model, np.stack([w.frames for w in windows]), device, cfg.batch_size):
+            real.append(i3d_features(i3d, x))
+            fake.append(i3d_features(i3d, recon.clamp(-1, 1)))
+    return real, fake

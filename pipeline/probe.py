@@ -11,8 +11,8 @@ promises. From that it classifies broken inputs (``not_a_video``, ``truncated``,
 * **pyav** everywhere FFmpeg can decode, including what decord gets wrong or cannot open: AVI (no presentation
   times, B-frames come out wrong in decord), MPEG-PS (decord is 12 frames off on a real .mpg), AV1/Theora.
 
-``backend="auto"`` uses PyAV: with the probe's timestamps it skips decoding non-reference frames that nothing
-samples, which decord cannot do, and measured faster than decord on every clip of ``benchmarks/decode.py``.
+``backend="auto"`` uses decord where it is trusted and PyAV elsewhere. ``backend="pyav"`` everywhere skips decoding
+non-reference frames that nothing samples, which decord cannot do (``benchmarks/decode.py`` measures both).
 
 The decision is made from what the probe read (format and codec names, timestamps), never from the file name.
 """

@@ -118,6 +118,9 @@ class TokenizeClips:
         from vidtok import VidTok
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu" and ray.get_gpu_ids():
+            log.warning("this actor holds GPU %s but CUDA is not available to torch: encoding on the CPU",
+                        ray.get_gpu_ids())
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         if checkpoint:

@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 VIDTOK_FORBIDDEN = {"ray", "pyarrow", "decord", "av", "s3fs", "fsspec", "boto3", "botocore", "pipeline", "jobs"}
 # pipeline helpers that must unit-test without a cluster
 PURE_PIPELINE = ["decode.py", "io.py", "probe.py", "resample.py", "spatial.py", "windows.py", "status.py",
+                 "backends.py", "isolate.py",
                  "synth.py", "schema.py", "listing.py", "config.py"]
 
 

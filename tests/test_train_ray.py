@@ -82,6 +82,7 @@ def test_train_ray_stage1_recovers_resumes_and_stage2_freezes(ray_local, s3_serv
     # Same command with more steps: resumes at 4 (not from scratch), keeps the newest 2 checkpoints.
     cfg1b = _cfg(s3_server, input_url, output, 1, steps=6)
     s1b = run_training(cfg1b)
+    fs.invalidate_cache()  # the listings above are cached by s3fs
     records = [json.loads(fs.cat_file(p)) for p in sorted(fs.glob(f"{run1}/resumes/*.json"))]
     assert sorted(r["resumed_at_step"] for r in records) == [2, 4]
     assert s1b.checkpoint.endswith("checkpoint_00000006")
@@ -91,6 +92,7 @@ def test_train_ray_stage1_recovers_resumes_and_stage2_freezes(ray_local, s3_serv
     # Stage 2 from the stage-1 run on S3: encoder bit-identical to stage 1's last checkpoint, decoder trained.
     cfg2 = _cfg(s3_server, input_url, output, 2, steps=2, init_from=f"s3://{run1}")
     s2 = run_training(cfg2)
+    fs.invalidate_cache()
     start = _load(fs, f"{run1}/checkpoint_00000006/state.pt")["model"]
     end = _load(fs, f"{bucket}/runs/{cfg2.name}/checkpoint_00000002/state.pt")["model"]
     enc = [k for k in start if k.startswith("encoder.")]
