@@ -103,7 +103,7 @@ def main() -> None:
 
     methods = {
         "ours": lambda p: ours(p, "auto"),
-        "ours_decord": lambda p: ours(p, "decord"),
+        "ours_pyav": lambda p: ours(p, "pyav"),
         "decord_all": decord_all,
         "ffmpeg": ffmpeg,
     }

@@ -57,7 +57,8 @@ def run_once(n: int, size: int, root: Path) -> dict:
     corpus.mkdir(parents=True)
     for i in range(n):
         write_synthetic_video(corpus / f"c{i:04d}.mp4", num_frames=12 * 24, fps=24, size=(320, 240), gop=48)
-    env = dict(os.environ, OMP_NUM_THREADS="1", VIDTOK_RAY_TMP=tempfile.mkdtemp(prefix="vtm", dir="/tmp"))
+    ray_tmp = tempfile.mkdtemp(prefix="vtm", dir="/tmp")  # short: AF_UNIX socket paths; removed below
+    env = dict(os.environ, OMP_NUM_THREADS="1", VIDTOK_RAY_TMP=ray_tmp)
     proc = subprocess.Popen([sys.executable, str(REPO / "jobs/tokenize_corpus.py"), f"input={corpus}",
                              f"output={root / f'out{n}'}", f"decode.size={size}", "tokenizer.batch_size=4",
                              "decode.inputs_per_task=1", "ray.object_store_mb=512"], env=env,
@@ -79,6 +80,7 @@ def run_once(n: int, size: int, root: Path) -> dict:
     out, _ = proc.communicate()
     done.set()
     th.join()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(out[-3000:])
     s = json.loads((root / f"out{n}" / "summary.json").read_text())

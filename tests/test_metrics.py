@@ -76,3 +76,14 @@ def test_lpips_per_frame_groups_match_single_call():
     b = lpips_per_frame(m, x, y, group=16)
     torch.testing.assert_close(a, b)
     assert m.training and a.shape == (5,)
+
+
+def test_frechet_distance_of_shifted_gaussians():
+    """FVD's Fréchet distance: 0 for the same features; ‖Δμ‖² for a pure mean shift of the same samples."""
+    from pipeline.evaluate import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 3))
+    assert abs(frechet_distance(a, a)) < 1e-6
+    shift = np.array([1.0, -2.0, 0.5])
+    assert abs(frechet_distance(a, a + shift) - float((shift**2).sum())) < 1e-6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,8 +47,19 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+_RAY_TMPS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_ray_temp_dirs():
+    yield
+    while _RAY_TMPS:
+        shutil.rmtree(_RAY_TMPS.pop(), ignore_errors=True)
+
+
 def _start_job(args: list[str], tmp: Path) -> subprocess.Popen:
     ray_tmp = tempfile.mkdtemp(prefix="vtk", dir="/tmp")  # AF_UNIX socket paths must stay short
+    _RAY_TMPS.append(ray_tmp)
     env = dict(os.environ, VIDTOK_RAY_TMP=ray_tmp, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPO / "jobs/tokenize_corpus.py"), *args, "ray.num_cpus=3",
                              "ray.object_store_mb=300"], cwd=tmp, env=env, stdout=subprocess.PIPE,
