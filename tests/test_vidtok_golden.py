@@ -2,7 +2,7 @@
 
 Each case's config.yaml and state_dict.pt are loaded with `VidTok.from_config` + `load_official_state_dict`; the
 outputs are compared with expected.pt within meta.json's recommended tolerance (FSQ ids exactly). The spec dir
-comes from $VIDTOK_SPEC_DIR, else ../shared/vidtok-spec beside the repo; without it the tests skip.
+comes from tests.conftest.find_spec_dir ($VIDTOK_SPEC_DIR, ../shared/vidtok-spec, /work/shared/vidtok-spec); without it they skip.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import find_spec_dir
 from vidtok import VidTok
 
-SPEC_DIR = Path(os.environ.get("VIDTOK_SPEC_DIR", Path(__file__).resolve().parents[2] / "shared" / "vidtok-spec"))
+SPEC_DIR = find_spec_dir() or Path(os.environ.get("VIDTOK_SPEC_DIR", "vidtok-spec"))
 GOLDEN = SPEC_DIR / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "meta.json").exists()) if GOLDEN.is_dir() else []
 needs_spec = pytest.mark.skipif(not CASES, reason=f"no golden vectors at {GOLDEN}; set VIDTOK_SPEC_DIR")

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import find_spec_dir
 from vidtok import VidTok, list_presets, preset_config
 
-SPEC_DIR = Path(os.environ.get("VIDTOK_SPEC_DIR", Path(__file__).resolve().parents[2] / "shared" / "vidtok-spec"))
+SPEC_DIR = find_spec_dir() or Path(os.environ.get("VIDTOK_SPEC_DIR", "vidtok-spec"))
 MANIFESTS = sorted(p for p in (SPEC_DIR / "manifests").glob("*.json") if not p.name.startswith("_")) \
     if (SPEC_DIR / "manifests").is_dir() else []
 needs_spec = pytest.mark.skipif(not MANIFESTS, reason=f"no manifests under {SPEC_DIR}; set VIDTOK_SPEC_DIR")
