@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from pipeline.train_checkpoint import (
-    CKPT_PREFIX, STATE_FILE, export_official, init_stage2, is_remote, join, latest_checkpoint_dir, module_digest,
-    ray_storage, restore_training_state, torch_load_url, training_state, write_bytes,
+    CKPT_PREFIX, STATE_FILE, export_official, fs_and_path, init_stage2, is_remote, join, latest_checkpoint_dir,
+    module_digest, ray_storage, restore_training_state, torch_load_url, training_state, write_bytes,
 )
 from pipeline.train_config import TrainConfig
 
@@ -89,7 +89,7 @@ def run_training(cfg: TrainConfig) -> TrainSummary:
     from pipeline.config import to_yaml
     from pipeline.ray_utils import init_ray
     from pipeline.train_data import build_train_dataset
-    from vidtok import VidTok
+    from vidtok import preset_config
 
     # A private local Ray gets logical CPUs for the trainers ON TOP of the machine's cores: otherwise the trainers
     # take every CPU slot and the decode tasks they wait for can never be scheduled.
@@ -104,7 +104,7 @@ def run_training(cfg: TrainConfig) -> TrainSummary:
         if cfg.stage == 2 and not cfg.init_from:
             cfg.init_from = join(cfg.output, cfg.name.replace("_stage2", "_stage1"))
         train_urls, val_urls = resolve_inputs(cfg)
-        num_frames = cfg.data.num_frames or VidTok.from_config(cfg.preset).default_num_frames
+        num_frames = cfg.data.num_frames or preset_config(cfg.preset).default_num_frames
         write_bytes(join(run_dir(cfg), "config.yaml"), to_yaml(cfg).encode(), cfg.storage_options)
         log.info("stage %d: %d training / %d validation videos, %d steps, global batch %d, %dx%d, %d frames, %d workers",
                  cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, cfg.size, cfg.size,
@@ -232,9 +232,8 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
             except StopIteration:
                 break
             got_any = True
-            if cfg.fail_at_step and rank == world - 1 and source == "fresh" and state.step == cfg.fail_at_step:
-                log.error("fail_at_step=%d: killing this worker to exercise FailureConfig recovery", state.step)
-                os._exit(17)  # a real process death, as when a node is lost
+            if cfg.fail_at_step and rank == world - 1 and state.step == cfg.fail_at_step:
+                _failure_drill(cfg, state.step)
             t1 = time.perf_counter()
             x = to_model_input(batch["video"], device)
             metrics = train_step(ddp, opt_ae, opt_d, x, state, optim, autocast)  # floats: synchronises the device
@@ -274,6 +273,24 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         log.info("exported official-layout weights to %s", url)
     if tb is not None:
         tb.close()
+
+
+def _failure_drill(cfg, step: int) -> None:
+    """`fail_at_step`: kill this worker process once per run, as when a node is lost, to exercise FailureConfig.
+
+    A marker in the run dir makes the drill fire once (a restart that resumes before the drill step must not die
+    again, or the run would exhaust `max_failures`). Before dying the worker waits a few controller health-check
+    periods so that the checkpoint reported at the previous step is registered: otherwise, on a loaded machine, the
+    controller can see the death before it has polled that report and restart from scratch.
+    """
+    marker = join(run_dir(cfg), "_drills", f"fail_at_step_{step:08d}")
+    fs, path = fs_and_path(marker, cfg.storage_options)
+    if fs.exists(path):
+        return
+    write_bytes(marker, b"fired", cfg.storage_options)
+    time.sleep(3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0")) + 2.0)
+    log.error("fail_at_step=%d: killing this worker to exercise FailureConfig recovery", step)
+    os._exit(17)
 
 
 def state_digest(engine, opt_ae, opt_d) -> str:

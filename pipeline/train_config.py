@@ -88,7 +88,7 @@ class TrainConfig:
     storage: StorageSection = field(default_factory=StorageSection)  # s3 endpoint/credentials (as the tokenize job)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    fail_at_step: int = 0  # failure drill: the last rank exits hard at this step of a fresh start (0 = never)
+    fail_at_step: int = 0  # failure drill: the last rank exits hard at this step, once per run (0 = never)
     ray_address: Optional[str] = None  # None: $RAY_ADDRESS or a private local Ray
 
     def __post_init__(self):

@@ -144,6 +144,11 @@ class VidTokConfig:
         return self.family != "noncausal"
 
     @property
+    def default_num_frames(self) -> int:
+        """Training/tokenizing window: 17 for causal models (1 + 4k), 16 for non-causal (§12, §13)."""
+        return 17 if self.is_causal else 16
+
+    @property
     def double_z(self) -> bool:
         """KL encoders emit mean and log-variance (2*z_channels); FSQ encoders emit z_channels."""
         return self.regularizer == "kl"

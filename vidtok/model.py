@@ -129,7 +129,7 @@ class VidTok(nn.Module):
     @property
     def default_num_frames(self) -> int:
         """17 for causal models (1 + 4k), 16 for non-causal (§12, §13)."""
-        return 17 if self.is_causal else 16
+        return self.config.default_num_frames
 
     @property
     def regularizer_kind(self) -> str:
