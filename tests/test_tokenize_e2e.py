@@ -77,6 +77,27 @@ def _wait_for_shards(out: Path, proc: subprocess.Popen, n: int, timeout: float =
     pytest.fail(f"no {n} committed shards after {timeout} s")
 
 
+CHAIN_STAGES = ("decode_inputs", "TokenizeClips", "write_token_shard")
+
+
+def _wait_for_chain_worker(proc: subprocess.Popen, timeout: float = 240) -> int:
+    """Pid of a Ray worker busy in one of the chain's stages, polled as soon as the job starts working.
+
+    Polling (instead of waiting for a further shard first) keeps the kill inside the run even when the machine is
+    fast and few windows are left: an idle worker is named `ray::IDLE`, so the stage name means work in flight.
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for p in _descendants(proc.pid):
+            cmd = _cmdline(p)
+            if cmd.startswith("ray::") and any(stage in cmd for stage in CHAIN_STAGES):
+                return p
+        if proc.poll() is not None:
+            pytest.fail(f"the job ended before a chain worker could be killed:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no Ray worker of the chain ({', '.join(CHAIN_STAGES)}) appeared within {timeout} s")
+
+
 def _kill_tree(procs: list[int]) -> None:
     for p in procs:
         try:
@@ -106,10 +127,8 @@ def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp
     assert not (out / "_SUCCESS").exists()
 
     proc = _start_job(args, tmp_path)
-    _wait_for_shards(out, proc, committed + 1)
-    workers = [p for p in _descendants(proc.pid) if "TokenizeClips" in _cmdline(p) or "decode_inputs" in _cmdline(p)]
-    assert workers, "no Ray worker of the chain found to kill"
-    os.kill(workers[0], signal.SIGKILL)
+    worker = _wait_for_chain_worker(proc)
+    os.kill(worker, signal.SIGKILL)  # whichever stage it runs (decode task, tokenizer actor, writer): Ray retries it
     text, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, text[-4000:]
 
