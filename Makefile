@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	@command -v ffmpeg >/dev/null 2>&1 || { echo "installing Debian ffmpeg (test media, PyAV-independent checks)"; \
 	  $(SUDO) apt-get install -y -q ffmpeg >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q ffmpeg; }; }
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, found " + sys.version' 
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "installing Debian python3-venv (venv needs ensurepip)"; \
+	  $(SUDO) apt-get install -y -q python3-venv >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv; }; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -e '.[test]'
