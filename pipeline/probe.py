@@ -191,7 +191,42 @@ def probe(readable: Readable) -> ProbeInfo:
             info.decord_ok = True
         if info.pts_reliable:  # the video's own extent, not the container's (an audio track may run longer)
             info.duration_s = info.end_s - info.pts[0]
+            _check_declared_duration(container, stream, info)
         return info
+
+
+def _declared_video_duration(container, stream) -> float | None:
+    """Seconds the header promises for the video stream: the stream's own duration, Matroska's per-track
+    `DURATION` tag (written next to the header, so it survives a cut file), or the container's duration when the
+    video is its only stream (otherwise an audio track may legitimately run longer). None when nothing is declared."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1e6
+    return None
+
+
+def _check_declared_duration(container, stream, info: ProbeInfo) -> None:
+    """Raise ``truncated`` when the packets end well before the duration the header declares.
+
+    Index-less containers (Matroska/WebM) keep demuxing a cut file without an error and simply run out of packets;
+    their header still states the full duration. Tolerance: 0.5 s or 2 % of the declared length, far above the one
+    frame by which container rounding differs from the packet extent.
+    """
+    declared = _declared_video_duration(container, stream)
+    if declared is None or declared <= 0:
+        return
+    missing = declared - info.duration_s
+    if missing > max(0.5, 0.02 * declared):
+        raise DecodeError(TRUNCATED, f"{info.format_name}: packets end at {info.duration_s:.2f} s but the header "
+                                     f"declares {declared:.2f} s of video ({info.num_packets} packets readable)")
 
 
 def _check_complete(stream, readable: Readable, info: ProbeInfo, demux_error: str | None) -> None:

@@ -168,6 +168,14 @@ def build_broken(folder: Path) -> list[Broken]:
         cut.write_bytes(data[: int(len(data) * 0.6)])
         out.append(Broken(f"truncated_{name}", cut, st.TRUNCATED))
 
+    for ext, codec in (("mkv", "libx264"), ("webm", "libvpx-vp9")):  # index-less: only the header's duration tells
+        full = folder / f"full.{ext}"
+        write_synthetic_video(full, 90, 30, codec=codec)
+        data = full.read_bytes()
+        cut = folder / f"truncated.{ext}"
+        cut.write_bytes(data[: int(len(data) * 0.6)])
+        out.append(Broken(f"truncated_{ext}", cut, st.TRUNCATED))
+
     avi = folder / "mpeg4.avi"
     write_synthetic_video(avi, 30, 30, codec="mpeg4")
     data = avi.read_bytes()

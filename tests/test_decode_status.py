@@ -18,6 +18,7 @@ from pipeline.synth import read_frame_number
 from tests.media import broken, media  # noqa: F401  (session fixtures)
 
 BROKEN_KINDS = ["zero_bytes", "random_bytes", "text_file", "audio_only", "truncated_index_front", "truncated_index_end",
+                "truncated_mkv", "truncated_webm",
                 "unsupported_codec", "corrupt_header", "too_short", "too_many_pixels", "too_long", "missing_file"]
 
 
