@@ -160,21 +160,16 @@ def build_broken(folder: Path) -> list[Broken]:
     _write_audio_only(folder / "audio.mp4")
     out.append(Broken("audio_only", folder / "audio.mp4", st.NOT_A_VIDEO))
 
-    for name, opts in (("index_front", {"movflags": "faststart"}), ("index_end", {})):
-        full = folder / f"full_{name}.mp4"
-        write_synthetic_video(full, 90, 30, container_options=opts)
+    # MP4 with the index at the front and at the end; Matroska/WebM have no index: only the header's duration tells
+    for name, ext, kw in (("index_front", "mp4", {"container_options": {"movflags": "faststart"}}),
+                          ("index_end", "mp4", {}), ("mkv", "mkv", {"codec": "libx264"}),
+                          ("webm", "webm", {"codec": "libvpx-vp9"})):
+        full = folder / f"full_{name}.{ext}"
+        write_synthetic_video(full, 90, 30, **kw)
         data = full.read_bytes()
-        cut = folder / f"truncated_{name}.mp4"
+        cut = folder / f"truncated_{name}.{ext}"
         cut.write_bytes(data[: int(len(data) * 0.6)])
         out.append(Broken(f"truncated_{name}", cut, st.TRUNCATED))
-
-    for ext, codec in (("mkv", "libx264"), ("webm", "libvpx-vp9")):  # index-less: only the header's duration tells
-        full = folder / f"full.{ext}"
-        write_synthetic_video(full, 90, 30, codec=codec)
-        data = full.read_bytes()
-        cut = folder / f"truncated.{ext}"
-        cut.write_bytes(data[: int(len(data) * 0.6)])
-        out.append(Broken(f"truncated_{ext}", cut, st.TRUNCATED))
 
     avi = folder / "mpeg4.avi"
     write_synthetic_video(avi, 30, 30, codec="mpeg4")

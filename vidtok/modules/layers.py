@@ -94,29 +94,9 @@ class ResnetBlock(nn.Module):
         return x + h
 
 
-class ResnetBlock1D(nn.Module):
-    """Temporal 1-D ResNet block on (N, C, T), width unchanged (§3.5). `conv_factory(C)` builds each conv.
-
-    The official init zeroes conv2 (identity block); loading a checkpoint overwrites it anyway.
-    """
-
-    def __init__(self, channels: int, conv_factory: Callable[[int], nn.Module], dropout: float = 0.0):
-        super().__init__()
-        self.norm1 = Normalize(channels)
-        self.conv1 = conv_factory(channels)
-        self.norm2 = Normalize(channels)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = conv_factory(channels)
-        _zero_init(self.conv2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(nonlinearity(self.norm1(x)))
-        h = self.conv2(self.dropout(nonlinearity(self.norm2(h))))
-        return x + h
-
-
 class ResnetBlock3D(nn.Module):
-    """Mid-block 3-D ResNet on (B, C, T, H, W), width unchanged (§3.7). `conv_factory(C)` builds 3x3x3 convs."""
+    """Same-width ResNet block: LN -> SiLU -> conv -> LN -> SiLU -> conv, plus the input. Mid-block 3-D ResNet on
+    (B, C, T, H, W) (§3.7); `conv_factory(C)` builds each conv (3x3x3, causal or "same")."""
 
     def __init__(self, channels: int, conv_factory: Callable[[int], nn.Module], dropout: float = 0.0):
         super().__init__()
@@ -130,6 +110,15 @@ class ResnetBlock3D(nn.Module):
         h = self.conv1(nonlinearity(self.norm1(x)))
         h = self.conv2(self.dropout(nonlinearity(self.norm2(h))))
         return x + h
+
+
+class ResnetBlock1D(ResnetBlock3D):
+    """Temporal 1-D ResNet block on (N, C, T), width unchanged (§3.5): the same computation with kernel-3 1-D convs
+    from `conv_factory(C)`. The official init zeroes conv2 (identity block); loading a checkpoint overwrites it."""
+
+    def __init__(self, channels: int, conv_factory: Callable[[int], nn.Module], dropout: float = 0.0):
+        super().__init__(channels, conv_factory, dropout)
+        _zero_init(self.conv2)
 
 
 class AttnBlock(nn.Module):
