@@ -4,27 +4,24 @@
     python jobs/train_stage1.py schedule=paper preset=vidtok_fsq_causal_488_32768 \\
         input=s3://bucket/videos output=s3://bucket/runs num_workers=8 use_gpu=true
 
-Re-running the same command resumes from the run's latest checkpoint. Keys: `pipeline/train_config.py`,
-docs/training.md.
+Re-running the same command resumes from the run's latest checkpoint. docs/training.md explains the keys.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_config, split_args
-from pipeline.train import run_training
-from pipeline.train_config import TrainConfig
+from pipeline.cli import run_job
+from pipeline.config import ConfigError
+from pipeline.train.config import TrainConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "train_stage1.yaml"
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config_path, overrides = split_args(sys.argv[1:] if argv is None else argv)
-    cfg = load_config(TrainConfig, config_path or DEFAULT_CONFIG, overrides)
+def main(cfg: TrainConfig) -> int:
+    from pipeline.train.run import run_training
+
     if cfg.stage != 1:
         raise ConfigError(f"stage={cfg.stage}: jobs/train_stage1.py runs stage 1; use jobs/train_stage2.py")
     summary = run_training(cfg)
@@ -32,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latest checkpoint:  {summary.checkpoint}")
     print(f"exported weights:   {summary.export}")
     print(f"tensorboard:        tensorboard --logdir {summary.run_dir}/tensorboard")
-    print("next: python jobs/train_stage2.py" + ("" if not overrides else " <same input/output/preset keys>"))
+    print("next: python jobs/train_stage2.py <same input/output/preset keys>")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(TrainConfig, DEFAULT_CONFIG, main, __doc__))

@@ -2,15 +2,25 @@
 
 Every job (`jobs/*.py`) describes its settings as a dataclass beside the code it configures and loads them with
 `load_config`. Struct mode makes an unknown key fail at once with the key's name, before any work starts. `redact`
-removes credentials before a resolved config is printed or written next to the outputs.
+removes credentials before a resolved config is printed or written next to the outputs. `describe` renders a schema
+as the `--help` text of a job: every key with its type, default and the one-line comment written beside the field.
+
+The sections every job shares live here, so no job imports another job's config: `StorageConfig` (`storage.*`:
+object-store endpoint and credentials), `RayConfig` (`ray.*`: which cluster, local-Ray sizes) and `DecodeTaskConfig`
+(`decode_task.*`: what one Ray decode task reserves). The decode settings themselves are `pipeline.decode.DecodeConfig`.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import logging
+import textwrap
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Optional, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -118,3 +128,126 @@ def redact(obj: Any) -> Any:
 def to_yaml(obj: Any) -> str:
     """Resolved config as YAML text, secrets redacted (what jobs write beside their outputs)."""
     return OmegaConf.to_yaml(OmegaConf.create(redact(obj)))
+
+
+# ------------------------------------------------------------------------------------------------ shared sections
+@dataclass
+class StorageConfig:
+    """fsspec storage options for s3:// (and other) URLs; empty = the standard AWS environment / profile."""
+
+    endpoint_url: Optional[str] = None  # S3-compatible endpoint (MinIO, Ceph, a test server)
+    key: Optional[str] = None  # access key id (redacted in logs and the resolved config)
+    secret: Optional[str] = None  # secret access key (redacted)
+    token: Optional[str] = None  # session token (redacted)
+    anon: bool = False  # anonymous access to public buckets
+
+    def storage_options(self) -> dict:
+        """Options for `pipeline.storage.url_to_fs` / s3fs. The region comes from AWS_DEFAULT_REGION: s3fs breaks
+        bucket creation on S3-compatible servers when `region_name` is in `client_kwargs`."""
+        opts: dict = {}
+        if self.endpoint_url:
+            opts["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        for name in ("key", "secret", "token"):
+            if getattr(self, name):
+                opts[name] = getattr(self, name)
+        if self.anon:
+            opts["anon"] = True
+        return opts
+
+
+@dataclass
+class RayConfig:
+    """Which Ray a job runs on (`pipeline.ray_utils.init_ray`)."""
+
+    address: Optional[str] = None  # None: RAY_ADDRESS (set by `ray job submit`) or a private local Ray
+    num_cpus: Optional[int] = None  # local Ray only; None = the machine's cores
+    object_store_mb: int = 1024  # local Ray only
+    target_block_mb: int = 64  # Ray Data block size: a few 3.3 MB windows per block keeps memory bounded
+
+
+@dataclass
+class DecodeTaskConfig:
+    """What one Ray decode task reserves and how much work it takes (the decode settings are `decode.*`)."""
+
+    num_cpus: float = 1.0  # CPUs reserved per decode task
+    inputs_per_task: int = 2  # inputs a decode task handles; small keeps decoded windows in memory bounded
+    memory_mb: int = 1024  # heap reserved per decode task (a few windows + the decoder); it also keeps Ray from
+    #                        fusing decode into the tokenizer actors, which would serialise decoding on the GPU actor
+    concurrency: Optional[int] = None  # decode tasks in flight at most; None = as many as the cluster fits
+
+    def __post_init__(self):
+        for name in ("num_cpus", "memory_mb", "inputs_per_task"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"decode_task.{name} must be > 0, found {getattr(self, name)}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"decode_task.concurrency must be >= 1 or null, found {self.concurrency}")
+
+
+# ---------------------------------------------------------------------------------------------------- --help text
+def describe(schema: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """`(key, type, default, comment)` for every leaf key of a dataclass schema, sections flattened with dots.
+
+    The comment is the `# ...` text on the field's line in the source (how every schema here documents its keys).
+    """
+    comments = _field_comments(schema)
+    hints = typing.get_type_hints(schema)
+    rows = []
+    for f in dataclasses.fields(schema):
+        typ = hints.get(f.name, f.type)
+        value = _field_default(f)  # the declared default: `None` keys say "filled later" (schedule, model)
+        if dataclasses.is_dataclass(typ):
+            rows.extend(describe(typ, f"{prefix}{f.name}."))
+            continue
+        rows.append((f"{prefix}{f.name}", _type_name(typ), _value_text(value), comments.get(f.name, "")))
+    return rows
+
+
+def help_text(schema: type, doc: str = "") -> str:
+    """The `--help` page of a job: its docstring, then every key (see `describe`)."""
+    rows = describe(schema)
+    width = max(len(k) for k, *_ in rows)
+    lines = [textwrap.dedent(doc).strip(), "", "Keys (set as key=value, or in a YAML file given as config=path.yaml):"]
+    for key, typ, default, comment in rows:
+        lines.append(f"  {key:<{width}}  {typ} = {default}" + (f"\n  {'':<{width}}    {comment}" if comment else ""))
+    return "\n".join(lines).strip() + "\n"
+
+
+def _field_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return "???"
+
+
+def _field_comments(schema: type) -> dict[str, str]:
+    comments: dict[str, str] = {}
+    for cls in reversed(schema.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            lines, _ = inspect.getsourcelines(cls)
+        except (OSError, TypeError):
+            continue
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node in body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                text = lines[node.lineno - 1]
+                follow = [ln.strip() for ln in lines[node.end_lineno:node.end_lineno + 3]]
+                comment = text.split("  # ", 1)[1].strip() if "  # " in text else ""
+                for ln in follow:  # a comment continued on indented `#` lines below the field
+                    if not ln.startswith("#") or not comment:
+                        break
+                    comment += " " + ln.lstrip("#").strip()
+                comments[node.target.id] = comment
+    return comments
+
+
+def _type_name(typ) -> str:
+    name = getattr(typ, "__name__", None) if not typing.get_args(typ) else None
+    return name or str(typ).replace("typing.", "")
+
+
+def _value_text(value) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)

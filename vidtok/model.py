@@ -78,8 +78,7 @@ class VidTok(nn.Module):
         elif Path(path_or_preset).suffix in (".yaml", ".yml") or Path(path_or_preset).is_file():
             cfg = VidTokConfig.from_yaml(path_or_preset)
         else:
-            preset_config(str(path_or_preset))  # raises ValueError with the closest preset names
-            raise AssertionError("unreachable")
+            cfg = preset_config(str(path_or_preset))  # not a preset: raises ValueError naming the closest presets
         if overrides:
             cfg = cfg.replace(**overrides)
         return cls(cfg, preset_name=preset)
@@ -228,13 +227,13 @@ class VidTok(nn.Module):
         `sample=True` draws the KL latent like the official default (`torch.randn` on the CPU generator).
         `strict=False` skips the frame-count/size rules (e.g. to reproduce the v1.0 T=16 quirk of §6).
         """
-        check_video(x, self, strict=strict)
+        check_video(x, self.config, strict=strict)
         z, latents, indices, _ = self._encode(x, sample=sample, with_loss=False)
         return EncodeOutput(z=z, latents=latents, indices=indices)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """latents (B, z_channels, t, h, w) -> video (B, 3, T_dec, H, W), the decoder output before the v1.1 crop."""
-        check_latents(latents, self)
+        check_latents(latents, self.config)
         weight = self.get_last_layer()
         if latents.dtype != weight.dtype and not torch.is_autocast_enabled(latents.device.type):
             latents = latents.to(weight.dtype)  # e.g. stored fp16/bf16 latents into an fp32 model
@@ -247,7 +246,7 @@ class VidTok(nn.Module):
 
     def indices_to_latents(self, indices: torch.Tensor) -> torch.Tensor:
         """FSQ ids (B, t, h, w) int -> codes (B, z_channels, t, h, w) float32."""
-        check_indices(indices, self)
+        check_indices(indices, self.config)
         return self.regularizer.indices_to_codes(indices).movedim(-1, 1)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
@@ -265,7 +264,7 @@ class VidTok(nn.Module):
 
         T_out = T for v1.1 and (with `strict`) for every model; v1.0 with T=16 gives 13 frames (§6 quirk).
         """
-        check_video(x, self, strict=strict)
+        check_video(x, self.config, strict=strict)
         _, latents, _, _ = self._encode(x, sample=False, with_loss=False)
         return self._crop(self.decode(latents), x.shape[2])
 
@@ -281,7 +280,7 @@ class VidTok(nn.Module):
         (annealed with n_steps = global_step // 2, §11.6) and `reg_log['indices']`. If every encoder parameter
         is frozen (stage 2, `fix_encoder`), the encoder runs under no_grad like the official engine.
         """
-        check_video(x, self, strict=strict)
+        check_video(x, self.config, strict=strict)
         frozen = self.config.fix_encoder or not any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             _, latents, _, reg_log = self._encode(x, sample=True, with_loss=True, n_steps=global_step // 2)

@@ -9,18 +9,14 @@ Frame-count rules (spec ARCHITECTURE.md §6):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vidtok.model import VidTok
+from vidtok.config import VidTokConfig
 
 RANGE_TOLERANCE = 1e-3
 
 
-def check_video(x: torch.Tensor, model: "VidTok", strict: bool = True) -> None:
-    cfg = model.config
+def check_video(x: torch.Tensor, cfg: VidTokConfig, strict: bool = True) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"expected video as a torch.Tensor (B, 3, T, H, W), found {type(x).__name__}")
     if x.dim() != 5:
@@ -52,8 +48,7 @@ def check_video(x: torch.Tensor, model: "VidTok", strict: bool = True) -> None:
                          "(otherwise the reconstruction size differs)")
 
 
-def check_latents(latents: torch.Tensor, model: "VidTok") -> None:
-    cfg = model.config
+def check_latents(latents: torch.Tensor, cfg: VidTokConfig) -> None:
     if not isinstance(latents, torch.Tensor) or latents.dim() != 5 or latents.shape[1] != cfg.z_channels:
         shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise ValueError(f"expected latents of shape (B, {cfg.z_channels}, t, h, w), found {shape}")
@@ -62,8 +57,8 @@ def check_latents(latents: torch.Tensor, model: "VidTok") -> None:
                          "decode_indices")
 
 
-def check_indices(indices: torch.Tensor, model: "VidTok") -> None:
-    if model.regularizer_kind != "fsq":
+def check_indices(indices: torch.Tensor, cfg: VidTokConfig) -> None:
+    if cfg.regularizer != "fsq":
         raise ValueError("decode_indices needs an FSQ model; this model uses the KL regularizer (decode latents)")
     if not isinstance(indices, torch.Tensor) or indices.dim() != 4:
         shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
@@ -71,5 +66,5 @@ def check_indices(indices: torch.Tensor, model: "VidTok") -> None:
     if indices.is_floating_point() or indices.dtype == torch.bool:
         raise ValueError(f"expected integer token ids, found dtype {indices.dtype}")
     lo, hi = int(indices.min()), int(indices.max())
-    if lo < 0 or hi >= model.codebook_size:
-        raise ValueError(f"expected token ids in [0, {model.codebook_size}), found min {lo} max {hi}")
+    if lo < 0 or hi >= cfg.codebook_size:
+        raise ValueError(f"expected token ids in [0, {cfg.codebook_size}), found min {lo} max {hi}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,16 +31,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LossConfig:
-    """Loss hyper-parameters; defaults are the released configs' values (spec §11.1)."""
+    """Loss hyper-parameters; defaults are the released configs' values (spec §11.1).
 
-    perceptual_weight: float = 1.0
-    disc_start: int = 20001  # Lightning global steps (2 per batch): ~10 k batches
+    `perceptual_weight`, `disc_start` and `disc_ndf` default to `None`, read as the released value (`RELEASED`), so a
+    training schedule can fill what the user left unset while an explicit value, even the released one, always wins.
+    """
+
+    perceptual_weight: Optional[float] = None  # LPIPS weight; null: 1.0 (released)
+    disc_start: Optional[int] = None  # Lightning global steps (2 per batch) before the GAN term; null: 20001 (~10 k batches)
     disc_weight: float = 0.2
     disc_factor: float = 1.0
     disc_type: str = "2d"  # "2d" (per-frame PatchGAN, released) | "3d"
     disc_loss: str = "hinge"  # "hinge" | "vanilla"
     disc_num_layers: int = 3
-    disc_ndf: int = 64  # official width; CI presets may shrink it
+    disc_ndf: Optional[int] = None  # discriminator width; null: 64 (official); CI presets shrink it
     disc_in_channels: int = 3
     learn_logvar: bool = True
     logvar_init: float = 0.0
@@ -55,8 +60,15 @@ class LossConfig:
             raise ValueError(f"loss.disc_type={self.disc_type!r}: choose one of {sorted(DISCRIMINATORS)}")
         if self.disc_loss not in ("hinge", "vanilla"):
             raise ValueError(f"loss.disc_loss={self.disc_loss!r}: choose 'hinge' or 'vanilla'")
-        if self.perceptual_weight < 0 or self.disc_weight < 0:
+        if (self.perceptual_weight is not None and self.perceptual_weight < 0) or self.disc_weight < 0:
             raise ValueError("loss.perceptual_weight and loss.disc_weight must be >= 0")
+
+    def released(self) -> "LossConfig":
+        """A copy with every `None` replaced by the released value."""
+        return dataclasses.replace(self, **{k: v for k, v in RELEASED.items() if getattr(self, k) is None})
+
+
+RELEASED = {"perceptual_weight": 1.0, "disc_start": 20001, "disc_ndf": 64}  # spec §11.1
 
 
 def to_frames(video: torch.Tensor) -> torch.Tensor:
@@ -75,7 +87,7 @@ class VidTokLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig | None = None):
         super().__init__()
-        self.cfg = cfg = cfg or LossConfig()
+        self.cfg = cfg = (cfg or LossConfig()).released()
         self.logvar = nn.Parameter(torch.full((), float(cfg.logvar_init)), requires_grad=cfg.learn_logvar)
         # Built only when used: 14.7 M frozen parameters and a VGG16 file are heavy for CI presets.
         self.perceptual_loss = (
@@ -202,12 +214,3 @@ class VidTokLoss(nn.Module):
     def load_extra_state(self, state: dict) -> None:
         if self.lecam is not None and state.get("lecam"):
             self.lecam.load_state_dict(state["lecam"])
-
-
-def loss_config_from_dict(d: dict) -> LossConfig:
-    """A `LossConfig` from a plain dict, ignoring nothing: unknown keys raise naming the key."""
-    names = {f.name for f in dataclasses.fields(LossConfig)}
-    bad = set(d) - names
-    if bad:
-        raise ValueError(f"unknown loss config key(s) {sorted(bad)}; valid: {sorted(names)}")
-    return LossConfig(**d)

@@ -1,0 +1,21 @@
+"""Decode any real-world video into exactly-`fps` frames and fixed-length windows. Pure: imports neither Ray nor torch.
+
+The public names (contracts other tools call): `sample_frames` (one file -> frames at `fps` by presentation
+timestamps), `decode_windows` (the same, isolated and time-limited, cut into windows; never raises for bad input),
+`DecodeConfig` (the `decode.*` keys of every job), `DecodeResult`, `DecodeError`. Modules:
+
+    config     DecodeConfig                      source    bytes from a path / URL / memory
+    probe      container facts, backend trust    backends  decord and PyAV paths
+    resample   the timestamp rule                spatial   resize + centre crop
+    windows    window plans and tails            isolate   child process with a time limit
+    status     reason classes                    synth     generated test media, the sample corpus
+    previews   mp4 / PNG previews of clips
+"""
+
+from .config import DecodeConfig
+from .sample import DecodeResult, SampledFrames, close_runners, decode_windows, decode_windows_inprocess, sample_frames
+from .status import DecodeError
+from .windows import Window
+
+__all__ = ["DecodeConfig", "DecodeError", "DecodeResult", "SampledFrames", "Window", "close_runners",
+           "decode_windows", "decode_windows_inprocess", "sample_frames"]

@@ -1,0 +1,75 @@
+"""`DecodeConfig`: the one set of decode settings (the `decode.*` keys of every job: tokenize, train, evaluate).
+
+One dataclass, composed by each job's config, so the keys and defaults cannot drift between jobs. A value of `None`
+means "the default of whoever uses it": the jobs fill `size` and `num_frames` from the model and their own protocol
+before decoding (`resolved`), while the library (`decode_windows`) reads `size=None` as native frames and
+`num_frames=None` as 17. Pure: no Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .spatial import normalize_size
+from .windows import TAIL_POLICIES
+
+BACKENDS = ("auto", "decord", "pyav")
+LIBRARY_NUM_FRAMES = 17  # a causal VidTok window; what `decode_windows` cuts when nobody says otherwise
+
+
+@dataclass
+class DecodeConfig:
+    """Decode, resample and window settings (`decode.<field>=...` in every job)."""
+
+    fps: float = 3.0  # sample rate by presentation timestamps (VidTok trains on 3 FPS; the paper evaluates at 30)
+    size: Any = None  # int s: short side -> s, centre crop s x s; [h, w]; null: the job's default (256, training: the schedule's)
+    num_frames: Optional[int] = None  # frames per window; null: the model's default (17 causal, 16 non-causal)
+    stride: Optional[int] = None  # window start step in sampled frames; null: num_frames (non-overlapping)
+    tail: str = "skip"  # the samples after the last full window: skip | pad | overlap (pipeline/decode/windows.py)
+    timeout_s: float = 120.0  # per-file limit (read + probe + decode); a file over it gets status `timeout`
+    max_duration_s: float = 4 * 3600.0  # longer sources get status `too_large`
+    max_pixels: int = 7680 * 4320  # larger source frames (w x h) get status `too_large`
+    max_bytes: int = 16 << 30  # larger files get status `too_large`
+    backend: str = "auto"  # auto (the probe decides per file) | decord | pyav
+    threads: int = 1  # decoder threads per file (1 for one decode task per core)
+    isolate: bool = True  # decode in a child process (off only for debugging: no time limit, a crash takes the caller)
+
+    def __post_init__(self):
+        if not self.fps > 0:
+            raise ValueError(f"decode.fps must be > 0, found {self.fps}")
+        try:
+            self.size = normalize_size(self.size)
+        except ValueError as e:
+            raise ValueError(f"decode.size: {e} (use null, 256, or [256, 448])") from None
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"decode.num_frames must be >= 1 or null (the model's default), found {self.num_frames}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"decode.stride must be >= 1 or null (= num_frames), found {self.stride}")
+        if self.tail not in TAIL_POLICIES:
+            raise ValueError(f"decode.tail must be one of {TAIL_POLICIES}, found {self.tail!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"decode.backend must be one of {BACKENDS}, found {self.backend!r}")
+        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "threads"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"decode.{name} must be > 0, found {getattr(self, name)}")
+
+    @property
+    def frames_per_window(self) -> int:
+        return self.num_frames if self.num_frames is not None else LIBRARY_NUM_FRAMES
+
+    @property
+    def window_stride(self) -> int:
+        return self.stride if self.stride is not None else self.frames_per_window
+
+    def resolved(self, *, num_frames: int | None = None, size: Any = None, **changes) -> "DecodeConfig":
+        """A copy with every `None` that the caller knows filled in (`num_frames`, `size`) plus `changes`."""
+        return dataclasses.replace(self, num_frames=self.num_frames if self.num_frames is not None else num_frames,
+                                   size=self.size if self.size is not None else size, **changes)
+
+    def output_hw(self) -> tuple[int, int]:
+        """(h, w) of the decoded frames; needs a concrete `size`."""
+        if self.size is None:
+            raise ValueError("decode.size is null here: the caller must resolve it first (DecodeConfig.resolved)")
+        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)

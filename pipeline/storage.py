@@ -1,0 +1,219 @@
+"""Every URL and filesystem rule of the project, written once: local vs remote, one fsspec policy, atomic writes.
+
+A *URL* is a local path (`/data/x`, `out/tokens`, `file:///data/x`) or an fsspec URL (`s3://bucket/key`, `gs://...`,
+`memory://...`). `is_remote` is the one test; local paths are made absolute so Ray workers (whose working directory
+differs from the driver's) read the same files.
+
+Filesystems come from `url_to_fs` only, with one policy for object stores: fsspec instances may be shared, but their
+directory listings are never cached. The exactly-once resume logic lists committed shards, training resumes from the
+newest checkpoint folder, and both run in long-lived processes that Ray reuses: a cached listing would hide files that
+appeared after the first look.
+
+Writes are atomic everywhere (`write_bytes`): locally a temp file in the target's folder, fsync, then `os.replace`
+(POSIX rename: readers see the old file or the whole new one); on object stores one PUT (or a multipart upload), which
+makes the object visible only once complete. A killed writer leaves nothing a reader would take for a finished file
+(local temp names start with `.` and end with `.tmp`, so no listing of this project matches them).
+
+`OutputLayout` is a job's output folder: relative paths, committed-file listings, table writes. Pure: no Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+
+import fsspec
+
+# Object-store protocols whose fsspec implementations cache directory listings (turned off, module docstring).
+_LISTING_CACHE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "abfs", "az")
+
+
+def is_remote(url: str) -> bool:
+    """Whether `url` names an object store / remote filesystem (anything with a scheme other than `file://`)."""
+    return "://" in str(url) and not str(url).startswith("file://")
+
+
+def local_path(url: str) -> str:
+    """A local URL (`file://` or a plain path) as an absolute path."""
+    url = str(url)
+    return os.path.abspath(url[len("file://"):] if url.startswith("file://") else url)
+
+
+def protocol_of(url: str) -> str:
+    return url.split("://", 1)[0] if is_remote(url) else "file"
+
+
+def url_to_fs(url: str, storage_options: dict | None = None):
+    """`(filesystem, path without scheme)` for any URL, under the module's one caching policy."""
+    if not is_remote(url):
+        return fsspec.core.url_to_fs(local_path(url))
+    opts = dict(storage_options or {})
+    if protocol_of(url) in _LISTING_CACHE_PROTOCOLS:
+        opts.setdefault("use_listings_cache", False)
+    return fsspec.core.url_to_fs(url, **opts)
+
+
+def full_url(fs, path: str) -> str:
+    """The URL that names `path` on `fs` for every later reader (scheme kept; local paths as they are)."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        return path
+    return f"{protocol}://{path}"
+
+
+def is_local_fs(fs) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return bool({"file", "local"} & set(protocols))
+
+
+def join(url: str, *parts: str) -> str:
+    """`url` with `parts` appended (posix joins for remote URLs; local results are absolute paths)."""
+    if is_remote(url):
+        return posixpath.join(url.rstrip("/"), *parts)
+    return os.path.join(local_path(url), *parts)
+
+
+def exists(url: str, storage_options: dict | None = None) -> bool:
+    fs, path = url_to_fs(url, storage_options)
+    return fs.exists(path)
+
+
+def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
+    fs, path = url_to_fs(url, storage_options)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def read_text(url: str, storage_options: dict | None = None) -> str | None:
+    """The file's text, or None when it does not exist."""
+    try:
+        return read_bytes(url, storage_options).decode()
+    except FileNotFoundError:
+        return None
+
+
+def write_bytes(url: str, data: bytes, storage_options: dict | None = None) -> str:
+    """Atomically publish `data` at `url` (module docstring); returns `url`."""
+    if not is_remote(url):
+        final = local_path(url)
+        folder = os.path.dirname(final)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(final)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # the rename must not publish bytes that are still only in the page cache
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return url
+    fs, path = url_to_fs(url, storage_options)
+    with fs.open(path, "wb") as f:  # one PUT / multipart upload: visible only once complete
+        f.write(data)
+    return url
+
+
+def remove(url: str, storage_options: dict | None = None, recursive: bool = False) -> None:
+    fs, path = url_to_fs(url, storage_options)
+    try:
+        fs.rm(path, recursive=recursive)
+    except FileNotFoundError:
+        pass
+
+
+def sha256_of(url: str, storage_options: dict | None = None) -> str:
+    """Hex SHA-256 of a file's bytes, read in 4 MiB blocks (checkpoints are GBs)."""
+    import hashlib
+
+    fs, path = url_to_fs(url, storage_options)
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def local_copy(url: str, storage_options: dict | None = None) -> str:
+    """A local path holding `url`'s bytes: the path itself when local, else a fresh temp file (for `torch.load`,
+    decoders that need a path, and other readers that cannot take a file object)."""
+    if not is_remote(url):
+        return local_path(url)
+    fs, path = url_to_fs(url, storage_options)
+    dst = os.path.join(tempfile.mkdtemp(prefix="vidtok-copy-"), posixpath.basename(path) or "object")
+    fs.get(path, dst)
+    return dst
+
+
+def arrow_filesystem(url: str, storage_options: dict | None = None):
+    """`(path, pyarrow filesystem or None)` for Ray's readers and Ray Train's `storage_path`: local paths as they are,
+    remote URLs without their scheme plus a pyarrow wrapper of the same fsspec filesystem (endpoint, credentials)."""
+    if not is_remote(url):
+        return local_path(url), None
+    import pyarrow.fs as pafs
+
+    fs, path = url_to_fs(url, storage_options)
+    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+@dataclass
+class OutputLayout:
+    """A job's output folder (local or object-store prefix); picklable (workers rebuild the filesystem)."""
+
+    url: str
+    storage_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.fs, self.root = url_to_fs(self.url, self.storage_options)
+        self.root = self.root.rstrip("/")
+        self.local = is_local_fs(self.fs)
+
+    def __getstate__(self):
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state):
+        self.url, self.storage_options = state["url"], state["storage_options"]
+        self.__post_init__()
+
+    def path(self, *parts: str) -> str:
+        """Path on `self.fs` (no scheme)."""
+        return "/".join([self.root, *parts])
+
+    def url_of(self, *parts: str) -> str:
+        return join(self.url, *parts)
+
+    def list(self, folder: str, suffix: str = ".parquet") -> list[str]:
+        """Committed files in `folder` (sorted paths); temp files never match (module docstring)."""
+        try:
+            names = (self.fs.ls(self.path(folder), detail=False) if not self.local else
+                     [os.path.join(self.path(folder), n) for n in os.listdir(self.path(folder))])
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.endswith(suffix) and not posixpath.basename(n).startswith("."))
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Atomically publish `data` at `<root>/<rel>`; returns the path on `self.fs`."""
+        write_bytes(self.url_of(rel), data, self.storage_options)
+        return self.path(rel)
+
+    def write_table(self, rel: str, table) -> str:
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self.write_bytes(rel, buf.getvalue())
+
+    def read_text(self, rel: str) -> str | None:
+        return read_text(self.url_of(rel), self.storage_options)
+
+    def remove(self, rel: str, recursive: bool = False) -> None:
+        remove(self.url_of(rel), self.storage_options, recursive=recursive)

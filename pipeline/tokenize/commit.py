@@ -1,0 +1,169 @@
+"""Exactly-once output: the output layout, atomic shard commits, and the resume plan read back from committed files.
+
+Layout under `output` (a local folder or an object-store prefix):
+  tokens/part-<sha1 of the shard's keys>.parquet   committed token shards (one row per window)
+  status/status-<sha1 of its sources>.parquet      committed status rows (one per finished input)
+  _plan/<run>/plan-*.parquet                        the pending inputs of the current run (deleted at the end)
+  summary.json, resolved_config.yaml, _SUCCESS      written when every input has a status row
+
+Commit rule: a file is visible under tokens/ or status/ only when complete (`pipeline.storage.write_bytes`: temp file
++ rename locally, one PUT on object stores), so a killed writer leaves nothing a reader would take as finished.
+
+Who commits what: the writer stage commits token shards; the driver commits the status rows of inputs whose windows
+are all committed; the decode stage commits the status row of an input that yields no window (a failed input), under
+the name `status_shard_name([source])`, so nothing about a failed input travels through the tokenizer.
+
+Names are hashes of the keys a file holds, so a retried task rewrites the same name with the same rows and a file
+is never committed twice under two names within a run. Across runs, the planner excludes every committed key
+(`load_resume_state`), so a rerun never writes a key again. Pure: no Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.storage import OutputLayout
+from pipeline.tokenize.schema import PLAN_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+def keys_digest(pairs: Iterable[tuple[str, int]]) -> str:
+    """Deterministic name part for a set of (source, window_index) keys, independent of their order."""
+    h = hashlib.sha1()
+    for s, w in sorted((str(s), int(w)) for s, w in pairs):
+        h.update(f"{s}\x00{w}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def token_shard_name(pairs: Iterable[tuple[str, int]]) -> str:
+    return f"tokens/part-{keys_digest(pairs)}.parquet"
+
+
+def status_shard_name(sources: Sequence[str]) -> str:
+    return f"status/status-{keys_digest((s, 0) for s in sources)}.parquet"
+
+
+# --------------------------------------------------------------------------------------------------------- resume
+@dataclass
+class ResumeState:
+    """What earlier runs committed: inputs with a status row, and windows of inputs without one yet."""
+
+    done: set[str] = field(default_factory=set)  # sources with a committed status row
+    done_rows: int = 0
+    partial: dict[str, tuple[list[int], int]] = field(default_factory=dict)  # source -> (committed windows, total)
+    committed_windows: int = 0
+    duplicate_windows: int = 0  # keys found in two token shards (should be 0; reported, never silently dropped)
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> inputs, from committed status rows
+    status_files: set[str] = field(default_factory=set)  # the status shards read (later ones are this run's)
+
+
+def _iter_columns(layout: OutputLayout, files: Sequence[str], columns: Sequence[str]) -> Iterator[pa.Table]:
+    for f in files:
+        with layout.fs.open(f, "rb") as fh:
+            yield pq.read_table(fh, columns=list(columns))
+
+
+def load_resume_state(layout: OutputLayout) -> ResumeState:
+    """Read only key columns of committed status and token shards (footer + a few columns per file)."""
+    st = ResumeState()
+    st.status_files = set(layout.list("status"))
+    for t in _iter_columns(layout, sorted(st.status_files), ["source", "status"]):
+        st.done.update(t.column("source").to_pylist())
+        st.done_rows += t.num_rows
+        for reason, n in zip(*pc.value_counts(t.column("status")).flatten()):
+            if reason.as_py() != "ok":
+                st.failures[reason.as_py()] = st.failures.get(reason.as_py(), 0) + n.as_py()
+    seen: dict[str, set[int]] = {}
+    totals: dict[str, int] = {}
+    done = st.done
+    # Python set lookups, not pc.is_in: is_in rebuilds its hash table from the value set on every call, which for
+    # a million done inputs costs more than the whole scan.
+    for t in _iter_columns(layout, layout.list("tokens"), ["source", "window_index", "num_windows"]):
+        st.committed_windows += t.num_rows
+        for s, w, n in zip(*(t.column(c).to_pylist() for c in ("source", "window_index", "num_windows"))):
+            if s in done:
+                continue
+            ws = seen.setdefault(s, set())
+            if w in ws:
+                st.duplicate_windows += 1
+            ws.add(w)
+            totals[s] = n
+    st.partial = {s: (sorted(ws), totals[s]) for s, ws in seen.items()}
+    if st.duplicate_windows:
+        log.error("%d windows appear in more than one committed token shard under %s", st.duplicate_windows, layout.url)
+    return st
+
+
+@dataclass
+class Plan:
+    """Pending inputs (written as parquet chunks for Ray to read) and inputs finishable without decoding."""
+
+    files: list[str]
+    pending: int
+    skipped_done: int
+    complete_without_decode: list[dict]
+    duplicates_in_input: int
+    total_inputs: int
+
+
+def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeState, run_id: str,
+               limit: int = 0) -> Plan:
+    """Stream input chunks, drop inputs already done (and repeats), and write the rest to `_plan/<run_id>/`.
+
+    Inputs whose committed windows already reach their total (a crash between the last token shard and the status
+    flush) are returned in `complete_without_decode`: the driver writes their status rows without decoding them again.
+    """
+    done = state.done
+    seen: set[str] = set()
+    files, pending, skipped, dups, total = [], 0, 0, 0, 0
+    complete: list[dict] = []
+    for chunk in chunks:
+        total += chunk.num_rows
+        keep, skip_w, prev = [], [], []
+        for i, s in enumerate(chunk.column("source").to_pylist()):
+            if s in done:
+                skipped += 1
+                continue
+            if s in seen:
+                dups += 1
+                continue
+            seen.add(s)
+            if limit and pending + len(keep) + len(complete) >= limit:
+                break
+            ws, n = state.partial.get(s, ((), None))
+            if n is not None and len(ws) >= n:
+                complete.append({**{c: chunk.column(c)[i].as_py() for c in chunk.column_names}, "num_windows": n})
+                continue
+            keep.append(i)
+            skip_w.append(list(ws))
+            prev.append(len(ws))
+        if keep:
+            t = chunk.take(pa.array(keep, pa.int64()))
+            t = t.append_column(PLAN_SCHEMA.field("skip_windows"), pa.array(skip_w, pa.list_(pa.int32())))
+            t = t.append_column(PLAN_SCHEMA.field("prev_windows"), pa.array(prev, pa.int32()))
+            files.append(layout.write_table(f"_plan/{run_id}/plan-{len(files):06d}.parquet", t))
+            pending += len(keep)
+        if limit and pending + len(complete) >= limit:
+            break
+    return Plan(files=files, pending=pending, skipped_done=skipped, complete_without_decode=complete,
+                duplicates_in_input=dups, total_inputs=total)
+
+
+def read_new_status(layout: OutputLayout, known: set[str]) -> Iterator[dict]:
+    """Status rows committed since `known` was listed (by this run's decode stage): `{source, status}` dicts."""
+    new = [f for f in layout.list("status") if f not in known]
+    for t in _iter_columns(layout, new, ["source", "status", "num_windows", "source_duration_s"]):
+        yield from t.to_pylist()
+
+
+def write_json(layout: OutputLayout, rel: str, obj) -> str:
+    return layout.write_bytes(rel, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())

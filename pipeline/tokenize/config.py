@@ -1,0 +1,113 @@
+"""Configuration schema of the main job `jobs/tokenize_corpus.py` (corpus -> Parquet token shards).
+
+Loaded with `pipeline.config.load_config(TokenizeJobConfig, yaml, overrides)`: defaults here <-
+`jobs/configs/tokenize_corpus.yaml` <- `key=value` overrides. Top-level `input`, `output`, `preset`, `checkpoint` are
+the keys users set most; sections group the rest: `decode.*` is `pipeline.decode.DecodeConfig` (the same keys in every
+job), `decode_task.*`, `storage.*` and `ray.*` are the shared sections of `pipeline.config`. Every field is validated in
+`__post_init__` with a message that names the key and the fix. `None` means "the default of whoever uses it", never a
+0 or -1 sentinel. Credentials (`storage.key`, `storage.secret`, `storage.token`) are redacted by `pipeline.config.redact`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
+from pipeline.decode import DecodeConfig
+
+DEFAULT_SIZE = 256  # decode.size when null: VidTok's 256 x 256 windows
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass
+class TokenizerConfig:
+    """The GPU actor pool that runs the VidTok encoder."""
+
+    batch_size: int = 8  # windows per encoder call (17x256x256 windows: 8 fits easily in 40 GB with bf16)
+    num_gpus: Optional[float] = None  # GPUs per actor; null = 1 if the cluster has GPUs at start, else 0 (CPU actors)
+    num_cpus: float = 1.0  # CPUs per actor (feeding the GPU: uint8 -> float, host<->device copies)
+    min_actors: int = 1  # actor pool lower bound
+    max_actors: int = 1  # actor pool upper bound (autoscaling clusters: the number of GPUs you allow)
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    latent_dtype: str = "float16"  # KL latents stored as float16 | bfloat16 (FSQ writes int32 ids)
+
+    def __post_init__(self):
+        _check(self.num_cpus >= 0, f"tokenizer.num_cpus must be >= 0, found {self.num_cpus}")
+        _check(self.num_gpus is None or self.num_gpus >= 0,
+               f"tokenizer.num_gpus must be >= 0 or null (auto), found {self.num_gpus}")
+        _check(self.batch_size >= 1, f"tokenizer.batch_size must be >= 1, found {self.batch_size}")
+        _check(self.min_actors >= 1, f"tokenizer.min_actors must be >= 1, found {self.min_actors}")
+        _check(self.max_actors >= self.min_actors,
+               f"tokenizer.max_actors ({self.max_actors}) must be >= tokenizer.min_actors ({self.min_actors})")
+        _check(self.precision in ("auto", "fp32", "bf16"), f"tokenizer.precision must be auto|fp32|bf16, found {self.precision!r}")
+        _check(self.latent_dtype in ("float16", "bfloat16"),
+               f"tokenizer.latent_dtype must be float16|bfloat16, found {self.latent_dtype!r}")
+
+
+@dataclass
+class ShardsConfig:
+    """Shard sizes and how often the driver commits status rows."""
+
+    shard_rows: int = 2048  # max windows per token shard
+    shard_max_mb: float = 256.0  # max token bytes per shard (caps shard_rows for large KL latents)
+    status_every_inputs: int = 256  # flush a status shard after this many finished inputs ...
+    status_every_s: float = 30.0  # ... or this many seconds, whichever first (and at the end)
+
+    def __post_init__(self):
+        _check(self.shard_rows >= 1, f"output.shard_rows must be >= 1, found {self.shard_rows}")
+        _check(self.shard_max_mb > 0, f"output.shard_max_mb must be > 0, found {self.shard_max_mb}")
+        _check(self.status_every_inputs >= 1, f"output.status_every_inputs must be >= 1, found {self.status_every_inputs}")
+
+
+@dataclass
+class SampleConfig:
+    """The embedded default corpus (used when `input` is empty)."""
+
+    dir: str = "sample_corpus"
+    num_clips: int = 4
+    seconds: float = 6.5  # 6.5 s at 3 FPS = 19 sampled frames = one 17-frame window per clip
+    fps: float = 24.0
+    width: int = 160
+    height: int = 120
+
+
+@dataclass
+class TokenizeJobConfig:
+    """`python jobs/tokenize_corpus.py [config.yaml] key=value ...`"""
+
+    input: str = ""  # URL prefix (s3://, gs://, path) or manifest (.csv/.parquet/.jsonl); empty = generated sample corpus
+    output: str = "out/tokens_demo"  # where tokens/, status/, summary.json, resolved_config.yaml go
+    preset: str = "vidtok_fsq_causal_488_32768_tiny"  # vidtok.list_presets(); `_tiny` twins are for CI / the demo
+    checkpoint: Optional[str] = None  # path or URL of official weights; null = RANDOM weights (said loudly)
+    seed: int = 0  # random-weight seed (only without a checkpoint)
+    manifest_column: str = "path"  # path column of a manifest (VidTok .csv meta: `videos`, relative to data_dir)
+    data_dir: Optional[str] = None  # prefix for relative manifest paths (default: the manifest's folder)
+    extensions: list[str] = field(default_factory=lambda: [
+        ".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".flv", ".wmv", ".ogv"])
+    limit: Optional[int] = None  # process at most this many inputs (null = all); handy for a smoke run
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    decode_task: DecodeTaskConfig = field(default_factory=DecodeTaskConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self):
+        _check(bool(self.output), "output must be set (a local folder or s3://bucket/prefix)")
+        _check(bool(self.preset), "preset must name a VidTok preset (see vidtok.list_presets())")
+        _check(self.limit is None or self.limit >= 1, f"limit must be >= 1 or null (all inputs), found {self.limit}")
+        self.extensions = [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions]
+
+    def identity(self, decode: DecodeConfig) -> dict:
+        """The settings that define what a token row means (with `decode` resolved against the model); re-running
+        into the same output must not change them."""
+        size = list(decode.size) if isinstance(decode.size, tuple) else decode.size
+        return {"preset": self.preset, "checkpoint": self.checkpoint, "seed": self.seed if not self.checkpoint else None,
+                "fps": decode.fps, "size": size, "num_frames": decode.num_frames, "stride": decode.stride,
+                "tail": decode.tail, "latent_dtype": self.tokenizer.latent_dtype}

@@ -1,0 +1,225 @@
+"""Driver side of the tokenize job: plan, run the Ray Data chain, commit status rows, write the summary.
+
+Exactly-once protocol (details and failure analysis in docs/tokenize.md):
+  1. resume state = keys of committed token shards + sources of committed status rows (pipeline/tokenize/commit.py);
+  2. plan = inputs without a status row, each with the windows already committed (`skip_windows`);
+  3. the chain commits token shards atomically and streams back one WRITTEN row per committed window; the decode
+     stage commits the status row of an input that yields no window itself;
+  4. this driver counts committed windows per input and, once an input is complete, buffers its status row; buffers
+     are committed as status shards every `shards.status_every_inputs` inputs / `shards.status_every_s` seconds;
+  5. when every planned input has a status row (the driver's, or the decode stage's, read back at the end):
+     summary.json, resolved_config.yaml and _SUCCESS.
+A kill -9 anywhere loses at most uncommitted work; the next run's plan redoes exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections import Counter
+
+import pyarrow as pa
+
+from pipeline.config import ConfigError, to_yaml
+from pipeline.decode import DecodeConfig
+from pipeline.inputs import iter_inputs
+from pipeline.storage import OutputLayout, sha256_of
+from pipeline.tokenize.commit import load_resume_state, read_new_status, status_shard_name, write_json, write_plan
+from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
+from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
+
+log = logging.getLogger(__name__)
+
+
+class StatusTracker:
+    """Turns the writer's WRITTEN stream into committed status rows and run statistics."""
+
+    def __init__(self, layout: OutputLayout, every_inputs: int, every_s: float):
+        self.layout, self.every_inputs, self.every_s = layout, every_inputs, every_s
+        self.inflight: dict[str, set[int]] = {}
+        self.buffer: list[dict] = []
+        self.written: set[str] = set()  # status shards this driver committed
+        self.last_flush = time.time()
+        self.finished = 0
+        self.windows = 0
+        self.video_s = 0.0
+        self.reasons: Counter = Counter()
+
+    def consume(self, written: pa.Table) -> None:
+        for row in written.to_pylist():
+            s, w = row["source"], int(row["window_index"])
+            got = self.inflight.setdefault(s, set())
+            if w not in got:
+                got.add(w)
+                self.windows += 1
+            if int(row["prev_windows"] or 0) + len(got) >= int(row["num_windows"]):
+                self.finish({**row, "status": "ok", "message": ""}, int(row["num_windows"]))
+        self.maybe_flush()
+
+    def finish(self, row: dict, num_windows: int) -> None:
+        """Buffer the status row of a finished input (all its windows committed)."""
+        self.inflight.pop(row["source"], None)
+        self.buffer.append({**{f.name: row.get(f.name) for f in STATUS_SCHEMA}, "num_windows": num_windows})
+        self.count(row.get("status", "ok"), row.get("source_duration_s"))
+
+    def count(self, status: str, duration_s: float | None) -> None:
+        self.finished += 1
+        self.reasons[status] += 1
+        self.video_s += duration_s or 0.0
+
+    def maybe_flush(self, force: bool = False) -> None:
+        due = len(self.buffer) >= self.every_inputs or time.time() - self.last_flush >= self.every_s
+        if self.buffer and (force or due):
+            path = self.layout.write_table(status_shard_name([r["source"] for r in self.buffer]),
+                                           status_table(self.buffer))
+            self.written.add(path)
+            log.info("committed status rows for %d inputs (%d finished so far)", len(self.buffer), self.finished)
+            self.buffer = []
+            self.last_flush = time.time()
+
+
+def _check_identity(layout: OutputLayout, cfg: TokenizeJobConfig, decode: DecodeConfig) -> None:
+    """An output holds tokens of one configuration; a rerun with other settings must pick another output."""
+    mine = cfg.identity(decode)
+    found = layout.read_text("_job.json")
+    if found is None:
+        write_json(layout, "_job.json", mine)
+        return
+    theirs = json.loads(found)
+    diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+    if diff:
+        raise ConfigError(f"output {cfg.output} holds tokens made with other settings {diff} (was, now): "
+                          "use a new output=..., or the same settings to resume")
+
+
+def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]:
+    """(regularizer kind, decode settings resolved against the model, token shape, tokens_binary) without building
+    the full-width model."""
+    from vidtok import VidTok
+
+    probe = VidTok.from_config(cfg.preset, ch=8)  # same structure, 8 channels: cheap on the driver
+    decode = cfg.decode.resolved(num_frames=probe.default_num_frames, size=DEFAULT_SIZE)
+    decode = decode.resolved(stride=decode.window_stride)
+    h, w = decode.output_hw()
+    t, lh, lw = probe.latent_shape(decode.num_frames, h, w)
+    kind = probe.regularizer_kind
+    shape = (t, lh, lw) if kind == "fsq" else (probe.config.z_channels, t, lh, lw)
+    return kind, decode, shape, kind != "fsq"
+
+
+def _checkpoint_sha(cfg: TokenizeJobConfig) -> str:
+    if not cfg.checkpoint:
+        log.warning("!" * 100)
+        log.warning("!!! NO CHECKPOINT: tokenizing with RANDOM WEIGHTS (preset %s, seed %d). These tokens are only a "
+                    "pipeline demo. Pass checkpoint=/path/<preset>.ckpt for real tokens (see README).", cfg.preset, cfg.seed)
+        log.warning("!" * 100)
+        return f"random-init-seed-{cfg.seed}"
+    return sha256_of(cfg.checkpoint, cfg.storage.storage_options())
+
+
+def input_source(cfg: TokenizeJobConfig) -> str:
+    """`cfg.input`, or the generated sample corpus when it is empty (the embedded default)."""
+    if cfg.input:
+        return cfg.input
+    from pipeline.decode.synth import make_sample_corpus
+
+    s = cfg.sample
+    source = str(make_sample_corpus(s.dir, s.num_clips, s.seconds, s.fps, s.width, s.height))
+    log.info("no input= given: using the generated sample corpus %s", source)
+    return source
+
+
+def run_tokenize(cfg: TokenizeJobConfig) -> dict:
+    """Run (or resume) the job described by `cfg`; returns the summary (also written as summary.json)."""
+    t0 = time.time()
+    opts = cfg.storage.storage_options()
+    source = input_source(cfg)
+    layout = OutputLayout(cfg.output, opts)
+    kind, decode, token_shape, tokens_binary = _token_info(cfg)
+    _check_identity(layout, cfg, decode)
+    sha = _checkpoint_sha(cfg)
+    state = load_resume_state(layout)
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    chunks = iter_inputs(source, extensions=cfg.extensions, storage_options=opts, column=cfg.manifest_column,
+                         data_dir=cfg.data_dir)
+    plan = write_plan(layout, chunks, state, run_id, limit=cfg.limit or 0)
+    log.info("plan: %d inputs listed, %d already done, %d to decode, %d complete without decoding (%.1f s)",
+             plan.total_inputs, plan.skipped_done, plan.pending, len(plan.complete_without_decode), time.time() - t0)
+    if plan.pending == 0 and not plan.complete_without_decode and layout.exists("_SUCCESS"):
+        log.info("nothing to do: all %d inputs of %s already have status rows in %s", plan.skipped_done, source,
+                 cfg.output)
+        layout.remove(f"_plan/{run_id}", recursive=True)
+        return {**json.loads(layout.read_text("summary.json") or "{}"), "nothing_to_do": True}
+
+    layout.remove("_SUCCESS")  # work is pending: readers must not take the output as complete until it is done
+    layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
+    tracker = StatusTracker(layout, cfg.shards.status_every_inputs, cfg.shards.status_every_s)
+    for row in plan.complete_without_decode:
+        tracker.finish({**row, "status": "ok", "message": ""}, row["num_windows"])
+    t_run = time.time()
+    nodes: dict = {}
+    if plan.pending:
+        row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * decode.num_frames
+        shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
+        nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker)
+    tracker.maybe_flush(force=True)
+    for row in read_new_status(layout, state.status_files | tracker.written):  # committed by the decode stage
+        tracker.count(row["status"], row["source_duration_s"])
+    expected = plan.pending + len(plan.complete_without_decode)
+    if tracker.finished != expected or tracker.inflight:
+        raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "
+                           "missing windows); nothing is lost: rerun the same command to complete them")
+    layout.remove("_plan", recursive=True)  # this run's plan; an older crashed run's plan is stale too
+    done_reasons = Counter(state.failures)
+    done_reasons.update({k: v for k, v in tracker.reasons.items() if k != "ok"})
+    run_s = max(time.time() - t_run, 1e-9)
+    size = list(decode.size) if isinstance(decode.size, tuple) else decode.size
+    summary = {
+        "output": cfg.output, "input": source, "run_id": run_id, "complete": True, "nothing_to_do": False,
+        "tokenizer": cfg.preset, "checkpoint_sha256": sha, "random_weights": not cfg.checkpoint,
+        "regularizer": kind, "token_shape": list(token_shape), "num_frames": decode.num_frames, "size": size,
+        "inputs_listed": plan.total_inputs, "inputs_done_before": plan.skipped_done,
+        "inputs_this_run": tracker.finished, "inputs_ok_this_run": tracker.reasons.get("ok", 0),
+        "failures_this_run": {k: v for k, v in sorted(tracker.reasons.items()) if k != "ok"},
+        "failures_total": dict(sorted(done_reasons.items())), "duplicate_inputs_in_listing": plan.duplicates_in_input,
+        "windows_this_run": tracker.windows, "windows_total": state.committed_windows + tracker.windows,
+        "duplicate_windows_found": state.duplicate_windows, "wall_time_s": round(time.time() - t0, 3),
+        "pipeline_time_s": round(run_s, 3), "windows_per_s": round(tracker.windows / run_s, 3),
+        "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes,
+    }
+    write_json(layout, "summary.json", summary)
+    layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
+    layout.write_bytes("_SUCCESS", b"")
+    return summary
+
+
+def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConfig, layout: OutputLayout, sha: str,
+               tokens_binary: bool, shard_rows: int, tracker: StatusTracker) -> dict:
+    """Run the Ray Data chain over the plan, feeding `tracker`; returns where the stages ran (RunNodes)."""
+    from pipeline.ray_utils import init_ray
+
+    started = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
+    try:
+        import ray
+
+        from pipeline.tokenize.stages import RunNodes, build_dataset
+
+        num_gpus = cfg.tokenizer.num_gpus
+        if num_gpus is None:
+            num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        nodes = ray.remote(num_cpus=0)(RunNodes).remote()
+        ds = build_dataset(plan_files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, nodes)
+        for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            tracker.consume(written)
+        seen = ray.get(nodes.get.remote())
+        ray.kill(nodes)
+        return seen
+    finally:
+        tracker.maybe_flush(force=True)  # what is committed stays committed, even if the chain failed
+        if started:
+            import ray
+
+            ray.shutdown()

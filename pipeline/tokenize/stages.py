@@ -1,0 +1,212 @@
+"""The Ray Data chain of the tokenize job: plan files -> decode windows (CPU) -> VidTok encoder (GPU actors) -> shards.
+
+    read_parquet(plan).repartition     pending inputs, `decode_task.inputs_per_task` per block (streaming split)
+      .map_batches(DecodeInputs)       CPU tasks: one input -> its windows (pipeline.decode), WINDOW_SCHEMA rows; an
+                                       input that yields no window (a failure) commits its own status row here and
+                                       sends nothing on
+      .map_batches(TokenizeClips)      actor pool (min/max from config), num_gpus per actor, model loaded once per
+                                       actor; bf16 autocast on CUDA, fp32 on CPU; ENCODED rows, pixels dropped
+      .map_batches(WriteTokenShard)    batch = one shard: commit it atomically, return WRITTEN rows
+    driver: iterates the WRITTEN stream and commits status rows (pipeline/tokenize/run.py)
+
+Every stage takes and returns Arrow tables of the schemas in `pipeline/tokenize/schema.py`, and each is a plain
+callable, so the unit tests call them on tables without a cluster. Where a stage ran (node, device) is reported once
+per process to a small `RunNodes` actor, not carried in the rows.
+
+Memory stays bounded whatever the corpus size: decoded windows (3.3 MB each at 17x256x256x3) travel in blocks of
+`ray.target_block_mb`, decode tasks take `decode_task.inputs_per_task` inputs each, and Ray Data's streaming executor
+backpressures the decode stage when the object store fills. Frames never reach the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.decode import DecodeConfig, decode_windows
+from pipeline.inputs import stat_source
+from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
+from pipeline.tokenize.commit import status_shard_name, token_shard_name
+from pipeline.tokenize.schema import (
+    WINDOW_SCHEMA, encoded_table, frames_array, status_table, token_table, window_table, written_table,
+)
+
+log = logging.getLogger(__name__)
+
+WINDOWS_PER_YIELD = 4  # a few windows per yielded table: Ray cuts blocks at target_max_block_size
+
+
+# ---------------------------------------------------------------------------------------------------- bookkeeping
+class RunNodes:
+    """A tiny Ray actor: which nodes (and devices) each stage ran on, for the run summary."""
+
+    def __init__(self):
+        self.seen: dict[str, set] = {"decode": set(), "tokenizer": set(), "tokenizer_device": set()}
+
+    def add(self, kind: str, value: str) -> None:
+        self.seen[kind].add(value)
+
+    def get(self) -> dict[str, list]:
+        return {k: sorted(v) for k, v in self.seen.items()}
+
+
+def _report(nodes, kind: str, value: str | None = None) -> None:
+    """Tell `nodes` (a RunNodes handle, or None outside Ray) where this process runs; once per process and kind."""
+    if nodes is None:
+        return
+    import ray
+
+    value = value or ray.get_runtime_context().get_node_id()
+    key = (id(nodes), kind, value)
+    if key not in _reported:
+        _reported.add(key)
+        nodes.add.remote(kind, value)
+
+
+_reported: set = set()
+
+
+# ----------------------------------------------------------------------------------------------------- decode stage
+class DecodeInputs:
+    """`map_batches` body (a task): PLAN_SCHEMA rows -> WINDOW_SCHEMA tables, one input at a time.
+
+    Never raises for a bad input: `decode_windows` classifies it, and an input that yields no window commits its
+    status row to `layout` right here (named by its source, so a retried task rewrites the same file).
+    """
+
+    def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None):
+        self.cfg, self.layout, self.nodes = decode_cfg, layout, nodes
+
+    def __call__(self, plan: pa.Table):
+        _report(self.nodes, "decode")
+        opts = self.layout.storage_options
+        for row in plan.to_pylist():
+            skip = frozenset(int(w) for w in row.pop("skip_windows") or ())
+            if row.get("source_size") is None:  # manifests may not carry size / ETag: ask the store once
+                try:
+                    row.update({k: v for k, v in stat_source(row["source"], opts).items() if k != "source"})
+                except Exception:  # the decode below reports the io_error with its message
+                    pass
+            res = decode_windows(row["source"], self.cfg, storage_options=opts, skip_windows=skip)
+            info = {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
+                    "decode_backend": res.backend or None}
+            windows = [w for w in res.windows if w.index not in skip] if res.status == "ok" else []
+            if not windows:
+                done = res.num_windows_total if res.status == "ok" else row["prev_windows"]
+                status = {**info, "status": res.status, "message": res.message or "", "num_windows": done}
+                self.layout.write_table(status_shard_name([row["source"]]), status_table([status]))
+                continue
+            base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps)}
+            for start in range(0, len(windows), WINDOWS_PER_YIELD):
+                chunk = windows[start:start + WINDOWS_PER_YIELD]
+                yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
+
+
+# -------------------------------------------------------------------------------------------------- tokenizer stage
+class TokenizeClips:
+    """Callable class for `map_batches`: loads VidTok once per actor, encodes WINDOW_SCHEMA batches.
+
+    `frames` (B, T, H, W, 3) uint8 -> model input (B, 3, T, H, W) float in [-1, 1] (`vidtok.video`). Output tokens:
+    (B, t, h, w) int32 FSQ ids, or (B, c, t, h, w) KL latent means as float16 / bfloat16 bytes. Usable without Ray
+    (`nodes=None`): the GPU benchmark times it directly.
+    """
+
+    def __init__(self, preset: str, checkpoint: str | None, checkpoint_sha256: str, seed: int, precision: str,
+                 latent_dtype: str, storage_options: dict | None = None, nodes=None):
+        import torch
+
+        from vidtok import VidTok
+
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        if checkpoint:
+            model = VidTok.from_pretrained(preset, local_copy(checkpoint, storage_options))
+        else:
+            torch.manual_seed(seed)  # every actor builds the same random weights
+            model = VidTok.from_config(preset)
+        self.model = model.eval().to(self.device)
+        self.autocast = self.device.type == "cuda" and precision in ("auto", "bf16")
+        self.token_dtype = "int32" if self.model.regularizer_kind == "fsq" else latent_dtype
+        self.preset, self.sha, self.nodes = preset, checkpoint_sha256, nodes
+        if nodes is not None:
+            import ray
+
+            if self.device.type == "cpu" and ray.get_gpu_ids():
+                log.warning("this actor holds GPU %s but CUDA is not available to torch: encoding on the CPU",
+                            ray.get_gpu_ids())
+            _report(nodes, "tokenizer")
+            _report(nodes, "tokenizer_device", self.device.type)
+        log.info("TokenizeClips: %s on %s (%s)", preset, self.device, "bf16 autocast" if self.autocast else "fp32")
+
+    def __call__(self, windows: pa.Table) -> pa.Table:
+        import torch
+
+        from vidtok.video import to_model_input
+
+        x = to_model_input(frames_array(windows).copy(), self.device)  # copy: Arrow buffers are read-only
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            enc = self.model.encode(x)
+        tokens = self._to_numpy(enc)  # one device->host copy per batch; GPU memory freed with `enc`
+        del x, enc
+        return encoded_table(windows, tokens, self.token_dtype, self.preset, self.sha)
+
+    def _to_numpy(self, enc) -> np.ndarray:
+        import torch
+
+        if self.token_dtype == "int32":
+            return enc.indices.to(torch.int32).cpu().numpy()
+        if self.token_dtype == "bfloat16":
+            return enc.latents.to(torch.bfloat16).view(torch.int16).cpu().numpy().view(np.uint16)
+        return enc.latents.to(torch.float16).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------------------ writer stage
+class WriteTokenShard:
+    """`map_batches` body (a retryable task): commit the batch's windows as one shard, named by a hash of its keys,
+    and return its WRITTEN rows. A retry sees the same batch and writes the same name with the same rows."""
+
+    def __init__(self, layout: OutputLayout, tokens_binary: bool):
+        self.layout, self.tokens_binary = layout, tokens_binary
+
+    def __call__(self, encoded: pa.Table) -> pa.Table:
+        table = token_table(encoded, self.tokens_binary)
+        name = token_shard_name(zip(table.column("source").to_pylist(), table.column("window_index").to_pylist()))
+        self.layout.write_table(name, table)
+        return written_table(encoded, name)
+
+
+# ------------------------------------------------------------------------------------------------------- the chain
+def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: OutputLayout, sha: str,
+                  tokens_binary: bool, num_gpus: float, shard_rows: int, nodes=None):
+    """The whole chain as one lazy Dataset whose rows are WRITTEN rows (consumed by the driver)."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.target_max_block_size = cfg.ray.target_block_mb << 20
+    dt, tk = cfg.decode_task, cfg.tokenizer
+    decode_kwargs = {"concurrency": dt.concurrency} if dt.concurrency else {}
+    _, plan_fs = arrow_filesystem(layout.url, layout.storage_options)
+    return (
+        ray.data.read_parquet(plan_files, filesystem=plan_fs)
+        # streaming split into blocks of `inputs_per_task` rows: one decode task each, so decoding spreads over the
+        # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
+        .repartition(target_num_rows_per_block=dt.inputs_per_task)
+        .map_batches(DecodeInputs(decode_cfg, layout, nodes), batch_size=dt.inputs_per_task, batch_format="pyarrow",
+                     num_cpus=dt.num_cpus, memory=dt.memory_mb * 2**20, **decode_kwargs)
+        .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
+                     num_cpus=tk.num_cpus,
+                     compute=ray.data.ActorPoolStrategy(min_size=tk.min_actors, max_size=tk.max_actors),
+                     fn_constructor_kwargs={"preset": cfg.preset, "checkpoint": cfg.checkpoint, "checkpoint_sha256": sha,
+                                            "seed": cfg.seed, "precision": tk.precision,
+                                            "latent_dtype": tk.latent_dtype, "storage_options": layout.storage_options,
+                                            "nodes": nodes})
+        .map_batches(WriteTokenShard(layout, tokens_binary), batch_size=shard_rows, batch_format="pyarrow",
+                     num_cpus=0.25)
+    )
+
+
+__all__ = ["DecodeInputs", "RunNodes", "TokenizeClips", "WINDOW_SCHEMA", "WriteTokenShard", "build_dataset"]

@@ -1,0 +1,125 @@
+"""Training and validation clips for VidTok from object storage (spec §13.1, at exact 3 FPS via `pipeline.decode`).
+
+Training stream (Ray Data, streaming into `TorchTrainer` workers):
+
+    range(n_items) ──map source (cheap per-pass permutation)──▶ flat_map(decode + random window, CPU tasks)
+                   ──▶ {"video": (T, H, W, 3) uint8} ──▶ get_dataset_shard("train").iter_torch_batches(prefetch)
+
+* Each item names one video (pass p = item // n_videos visits every video once, in an order that changes per pass)
+  and yields `clips_per_video` random windows of `num_frames` consecutive 3 FPS samples, short side resized to
+  `size` and centre-cropped (the decode issue's `decode_windows`, isolated and time-limited; a bad video yields no
+  clip and a log line, never a crash).
+* Window start: uniform over `[0, N − T]` of the N sampled frames; a video with fewer than T samples is padded by
+  repeating its last frame (spec §13.1 step 7). This replaces the official frame-stride rule (which drifts at 25 fps
+  and breaks on variable frame rate) by the project's timestamp rule; the randomness is the same in kind.
+* The item count covers the whole run (`steps × global batch`), so the stream never restarts between "epochs"
+  and the decode tasks stay ahead of the trainers; the training loop re-iterates if failed videos leave it short.
+
+Validation clips (`load_val_clips`): the first window of each held-out video, decoded once on rank 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from functools import partial
+from typing import Iterable
+
+import numpy as np
+
+from pipeline.decode import DecodeConfig, decode_windows
+from vidtok.video import pad_to_length
+
+log = logging.getLogger(__name__)
+
+# Odd multipliers for the per-pass visiting order: item k of pass p reads video (k·a_p + b_p) mod n. With
+# gcd(a_p, n) = 1 that is a permutation, cheap enough to compute per item for millions of videos.
+_PRIMES = (1_000_003, 999_983, 1_000_033, 999_979, 1_000_037, 999_961, 1_000_039, 999_959)
+
+
+def source_for_item(item: int, n: int, seed: int) -> int:
+    """Index of the video that training item `item` reads: every pass of n items visits each video exactly once."""
+    p, k = divmod(int(item), n)
+    rng = np.random.default_rng([seed, p])
+    a = _PRIMES[p % len(_PRIMES)]
+    while math.gcd(a, n) != 1:
+        a += 2
+    return int((k * a + int(rng.integers(n))) % n)
+
+
+def sampled_frames(source: str, decode: DecodeConfig, storage_options: dict | None):
+    """All frames of `source` at `decode.fps` (timestamp rule), short side → `decode.size`, centre crop:
+    `(N, size, size, 3)` uint8, or `None` (with a warning naming the reason) when the video cannot be decoded."""
+    cfg = dataclasses.replace(decode, num_frames=1, stride=1, tail="skip")
+    res = decode_windows(source, cfg, storage_options=storage_options)
+    if res.status != "ok" or not res.windows:
+        log.warning("training input skipped: %s: %s %s", source, res.status, res.message)
+        return None
+    return np.concatenate([w.frames for w in res.windows], axis=0)
+
+
+def random_window(frames: np.ndarray, num_frames: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A random run of `num_frames` consecutive samples from `(N, H, W, 3)`; short videos repeat their last frame.
+
+    Returns `(clip (num_frames, H, W, 3) uint8, start index)`.
+    """
+    n = frames.shape[0]
+    if n >= num_frames:
+        start = int(rng.integers(0, n - num_frames + 1))
+        return frames[start : start + num_frames], start
+    return pad_to_length(frames, num_frames), 0
+
+
+def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
+                  clips_per_video: int, storage_options: dict | None) -> dict:
+    """map_batches body: item ids -> training clips (rows of uint8 video)."""
+    clips = []
+    size = decode.size
+    for item in batch["id"]:
+        src = urls[source_for_item(int(item), len(urls), seed)]
+        frames = sampled_frames(src, decode, storage_options)
+        if frames is None:
+            continue
+        rng = np.random.default_rng([seed, int(item), 7])
+        for _ in range(clips_per_video):
+            clips.append(random_window(frames, num_frames, rng)[0])
+    if not clips:
+        return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8)}
+    return {"video": np.stack(clips)}
+
+
+def build_train_dataset(urls: list[str], *, steps: int, global_batch: int, num_frames: int, decode: DecodeConfig,
+                        clips_per_video: int, seed: int, storage_options: dict | None, decode_task=None):
+    """The streaming training dataset: rows `{"video": (num_frames, size, size, 3) uint8}` for the whole run;
+    `decode_task` (`pipeline.config.DecodeTaskConfig`) sets what each decode task reserves."""
+    import ray
+
+    if not urls:
+        raise ValueError("no training videos: check `input` (prefix or manifest) and `data.extensions`")
+    n_items = math.ceil(steps * global_batch / clips_per_video) + global_batch
+    fn = partial(_decode_items, urls=list(urls), seed=seed, decode=decode, num_frames=num_frames,
+                 clips_per_video=clips_per_video, storage_options=storage_options)
+    # Small blocks (a few videos each) keep decode tasks short, so the stream starts fast and balances well.
+    num_blocks = max(1, min(n_items, math.ceil(n_items / 2)))
+    kwargs = {"num_cpus": decode_task.num_cpus if decode_task else 1.0, "batch_size": 1, "batch_format": "numpy"}
+    if decode_task is not None and decode_task.concurrency:
+        kwargs["concurrency"] = decode_task.concurrency
+    return ray.data.range(n_items, override_num_blocks=num_blocks).map_batches(fn, **kwargs)
+
+
+def load_val_clips(urls: Iterable[str], *, max_clips: int, num_frames: int, decode: DecodeConfig,
+                   storage_options: dict | None) -> tuple[np.ndarray, list[str]]:
+    """Deterministic validation clips: the first window of each held-out video, `(K, T, H, W, 3)` uint8 + sources."""
+    clips, names = [], []
+    for src in urls:
+        if len(clips) >= max_clips:
+            break
+        frames = sampled_frames(src, decode, storage_options)
+        if frames is None:
+            continue
+        clips.append(pad_to_length(frames[:num_frames], num_frames))
+        names.append(src)
+    if not clips:
+        return np.zeros((0, num_frames, decode.size, decode.size, 3), np.uint8), []
+    return np.stack(clips), names

@@ -1,0 +1,135 @@
+"""Two-stage VidTok training on Ray Train — the ONE library function both stage jobs call: `run_training(cfg)`.
+
+Driver: lists the inputs (or writes the sample corpus), holds out validation videos, computes the run's paths once
+(`TrainPaths`), builds the streaming Ray Data training set (`pipeline/train/data.py`) and runs a Train V2
+`TorchTrainer` with `RunConfig(storage_path, name)`, `CheckpointConfig(num_to_keep)` and `FailureConfig(max_failures)`.
+Re-running the same command resumes: Ray Train finds the run's checkpoints under `<output>/<name>` and
+`ray.train.get_checkpoint()` hands the latest to every worker (`pipeline/train/loop.py`).
+
+Stage 2 starts from `init_from`, by default the stage-1 run of the same preset under the same output
+(`<output>/<preset>_stage1`): a key with a derived default, so a custom `name=` of either stage still works.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+from pipeline.inputs import list_urls
+from pipeline.storage import is_remote, join, local_path, write_bytes
+from pipeline.train.checkpoint import latest_checkpoint_dir, ray_storage
+from pipeline.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where one stage reads and writes, computed once on the driver (absolute local paths: Ray workers run in
+    another working directory)."""
+
+    output: str  # RunConfig storage path as the user gave it (local paths made absolute)
+    run_dir: str  # <output>/<name>
+    init_from: str | None  # stage 2: what to start from
+    storage_options: dict
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> "TrainPaths":
+        output = cfg.output if is_remote(cfg.output) else local_path(cfg.output)
+        init_from = None
+        if cfg.stage == 2:
+            init_from = cfg.init_from or join(output, f"{cfg.preset}_stage1")
+            init_from = init_from if is_remote(init_from) else local_path(init_from)
+        return cls(output, join(output, cfg.name), init_from, cfg.storage_options)
+
+
+@dataclass
+class TrainSummary:
+    """Where a finished run put things, and its last metrics."""
+
+    run_dir: str
+    checkpoint: str | None
+    export: str | None
+    metrics: dict
+    init_from: str | None = None
+
+
+def resolve_inputs(cfg: TrainConfig, paths: TrainPaths) -> tuple[list[str], list[str]]:
+    """(train urls, val urls): list `input` (prefix or manifest) or generate the sample corpus; hold out val videos."""
+    source = cfg.input
+    if not source:
+        from pipeline.decode.synth import make_sample_corpus
+
+        base = paths.output if not is_remote(paths.output) else local_path("runs")
+        source = str(make_sample_corpus(os.path.join(base, "sample_corpus"), num_clips=cfg.data.sample_corpus_clips))
+        log.info("no input given: training on the generated sample corpus %s", source)
+    urls = list_urls(source, extensions=cfg.data.extensions, storage_options=cfg.storage_options)
+    if not urls:
+        raise ValueError(f"no videos under input={source!r} with extensions {cfg.data.extensions}")
+    if cfg.val_input:
+        return urls, list_urls(cfg.val_input, extensions=cfg.data.extensions, storage_options=cfg.storage_options)
+    if len(urls) == 1:
+        log.warning("only one input video: validating on the training video")
+        return urls, urls
+    k = max(1, int(round(len(urls) * cfg.val_fraction)))
+    return urls[:-k], urls[-k:]
+
+
+def export_name(cfg: TrainConfig, step: int) -> str:
+    return f"{cfg.preset}_stage{cfg.stage}_step{step:08d}.ckpt"
+
+
+def run_training(cfg: TrainConfig, *, fail_at_step: int | None = None) -> TrainSummary:
+    """Run (or resume) one stage; returns where the checkpoints and exported weights are.
+
+    `fail_at_step` (tests only): the last rank kills itself once at that step, as when a node is lost, to exercise
+    `FailureConfig` recovery (`pipeline/train/loop.py: failure_drill`).
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from pipeline.config import to_yaml
+    from pipeline.ray_utils import init_ray
+    from pipeline.train.data import build_train_dataset
+    from pipeline.train.loop import train_loop_per_worker
+    from vidtok import preset_config
+
+    # A private local Ray gets logical CPUs for the trainers ON TOP of the machine's cores: otherwise the trainers
+    # take every CPU slot and the decode tasks they wait for can never be scheduled.
+    local_cpus = cfg.ray.num_cpus or (os.cpu_count() or 1) + math.ceil(cfg.num_workers * cfg.cpus_per_worker)
+    started = init_ray(cfg.ray.address, num_cpus=local_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
+    try:
+        paths = TrainPaths.of(cfg)
+        train_urls, val_urls = resolve_inputs(cfg, paths)
+        num_frames = cfg.decode.num_frames or preset_config(cfg.preset).default_num_frames
+        write_bytes(join(paths.run_dir, "config.yaml"), to_yaml(cfg).encode(), cfg.storage_options)
+        log.info("stage %d: %d training / %d validation videos, %d steps, global batch %d, %dx%d, %d frames, %d workers",
+                 cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, cfg.decode.size,
+                 cfg.decode.size, num_frames, cfg.num_workers)
+        ds = build_train_dataset(train_urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=num_frames,
+                                 decode=cfg.decode, clips_per_video=cfg.data.clips_per_video, seed=cfg.seed,
+                                 storage_options=cfg.storage_options, decode_task=cfg.decode_task)
+        storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg, "paths": paths, "val_urls": val_urls, "num_frames": num_frames,
+                               "fail_at_step": fail_at_step},
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}),
+            run_config=ray.train.RunConfig(
+                name=cfg.name, storage_path=storage_path, storage_filesystem=storage_fs,
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+                failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
+            datasets={"train": ds},
+        )
+        result = trainer.fit()
+        ckpt = latest_checkpoint_dir(paths.run_dir, cfg.storage_options)
+        export = join(paths.run_dir, "export", export_name(cfg, cfg.steps)) if cfg.export else None
+        return TrainSummary(paths.run_dir, ckpt, export, dict(result.metrics or {}), paths.init_from)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
