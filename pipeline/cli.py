@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
+import pipeline
 from pipeline.config import ConfigError, help_text, load_config, split_args
 
 T = TypeVar("T")
@@ -44,8 +45,6 @@ def run_job(schema: type[T], default_yaml: str | Path | None, main: Callable[[T]
     except (ConfigError, ValueError) as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    import pipeline
-
     logging.getLogger("pipeline.cli").info("pipeline package: %s", Path(pipeline.__file__).parent)
     try:
         code = main(cfg)

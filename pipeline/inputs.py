@@ -19,7 +19,10 @@ import os
 import posixpath
 from typing import Iterator, Sequence
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from pipeline.storage import full_url, is_remote, url_to_fs
 
@@ -152,18 +155,12 @@ def iter_manifest(url: str, *, column: str = "path", data_dir: str | None = None
     low = path.lower()
     with fs.open(path, "rb") as f:
         if low.endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-
             batches = (pa.Table.from_batches([b]) for b in pq.ParquetFile(f).iter_batches(batch_size=chunk_rows))
         elif low.endswith(".csv"):
-            import pyarrow.csv as pacsv
-
             reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 22),
                                     convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
             batches = (pa.Table.from_batches([b]) for b in reader)
         else:
-            import pandas as pd
-
             batches = (pa.Table.from_pandas(df, preserve_index=False)
                        for df in pd.read_json(f, lines=True, chunksize=chunk_rows, dtype=False))
         for t in batches:

@@ -19,6 +19,7 @@ makes the object visible only once complete. A killed writer leaves nothing a re
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import posixpath
@@ -130,8 +131,6 @@ def remove(url: str, storage_options: dict | None = None, recursive: bool = Fals
 
 def sha256_of(url: str, storage_options: dict | None = None) -> str:
     """Hex SHA-256 of a file's bytes, read in 4 MiB blocks (checkpoints are GBs)."""
-    import hashlib
-
     fs, path = url_to_fs(url, storage_options)
     h = hashlib.sha256()
     with fs.open(path, "rb") as f:
@@ -156,7 +155,7 @@ def arrow_filesystem(url: str, storage_options: dict | None = None):
     remote URLs without their scheme plus a pyarrow wrapper of the same fsspec filesystem (endpoint, credentials)."""
     if not is_remote(url):
         return local_path(url), None
-    import pyarrow.fs as pafs
+    import pyarrow.fs as pafs  # here, not at the top: the decode child reads through this module without Arrow
 
     fs, path = url_to_fs(url, storage_options)
     return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
@@ -206,7 +205,7 @@ class OutputLayout:
         return self.path(rel)
 
     def write_table(self, rel: str, table) -> str:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # as above: Arrow only where tables are written
 
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")

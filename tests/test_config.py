@@ -68,3 +68,37 @@ def test_split_args_forms():
     assert split_args(["c.yaml"]) == ("c.yaml", [])
     with pytest.raises(ConfigError, match="key=value"):
         split_args(["--verbose"])
+
+
+def test_train_config_explicit_value_beats_schedule():
+    """`schedule=tiny loss.perceptual_weight=1.0` trains with 1.0; unset keys take the schedule's value."""
+    from pipeline.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["schedule=tiny", "loss.perceptual_weight=1.0"])
+    assert cfg.loss.perceptual_weight == 1.0 and cfg.loss.disc_ndf == 16 and cfg.steps == 8 and cfg.decode.size == 32
+    cfg = load_config(TrainConfig, None, ["schedule=tiny", "steps=3", "decode.size=64"])
+    assert cfg.loss.perceptual_weight == 0.0 and cfg.steps == 3 and cfg.decode.size == 64
+
+
+def test_train_engine_uses_explicit_perceptual_weight():
+    """The engine built from that config has an LPIPS term weighted 1.0 (random backbone: no weights file)."""
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.loop import build_engine
+
+    cfg = load_config(TrainConfig, None, ["schedule=tiny", "loss.perceptual_weight=1.0",
+                                          "loss.lpips_random_backbone=true"])
+    engine = build_engine(cfg)
+    assert engine.loss.cfg.perceptual_weight == 1.0 and engine.loss.perceptual_loss is not None
+
+
+def test_train_stage2_finds_stage1_by_preset_and_output_whatever_the_name(tmp_path):
+    """Stage 2 with a custom `name=` starts from `<output>/<preset>_stage1`, not from a substituted name."""
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.run import TrainPaths
+
+    cfg = load_config(TrainConfig, None, ["stage=2", f"output={tmp_path}", "name=my_finetune"])
+    paths = TrainPaths.of(cfg)
+    assert paths.run_dir == str(tmp_path / "my_finetune")
+    assert paths.init_from == str(tmp_path / f"{cfg.preset}_stage1")
+    cfg = load_config(TrainConfig, None, ["stage=2", "output=s3://b/runs", "init_from=s3://b/other/run"])
+    assert TrainPaths.of(cfg).init_from == "s3://b/other/run"

@@ -10,6 +10,9 @@ timestamps), `decode_windows` (the same, isolated and time-limited, cut into win
     windows    window plans and tails            isolate   child process with a time limit
     status     reason classes                    synth     generated test media, the sample corpus
     previews   mp4 / PNG previews of clips
+
+The decoders (av, decord, Pillow) are imported inside the functions that use them: the process that hands a file to
+the isolated decode child (a Ray decode task) never loads them, only the child does (`sample._warmup`).
 """
 
 from .config import DecodeConfig

@@ -20,6 +20,7 @@ The decision is made from what the probe read (format and codec names, timestamp
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -119,8 +120,6 @@ def _mp4_cut(readable: Readable) -> str | None:
 
 
 def _file_size(readable: Readable) -> int:
-    import os
-
     return os.stat(readable).st_size if isinstance(readable, str) else len(readable)
 
 

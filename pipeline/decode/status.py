@@ -18,7 +18,6 @@ TIMEOUT = "timeout"  # the per-file time limit cut the decode off
 IO_ERROR = "io_error"  # the bytes could not be read (missing object, permission, network)
 
 REASONS = (NOT_A_VIDEO, CORRUPT, TRUNCATED, UNSUPPORTED_CODEC, TOO_SHORT, TOO_LARGE, TIMEOUT, IO_ERROR)
-STATUSES = (OK, *REASONS)
 
 
 class DecodeError(Exception):

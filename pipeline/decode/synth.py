@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -162,8 +163,6 @@ def write_synthetic_video(
         texture / grain: scrolling background texture, and per-frame noise amplitude on it (0: none).
         container_options: muxer options (e.g. ``{"movflags": "faststart"}`` to put the MP4 index first).
     """
-    import os
-
     import av  # heavy import kept local: the reader side needs only numpy
 
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise

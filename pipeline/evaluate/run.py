@@ -21,9 +21,12 @@ import torch
 
 from pipeline.config import StorageConfig
 from pipeline.decode import DecodeConfig, decode_windows
+from pipeline.decode.synth import make_sample_corpus
 from pipeline.evaluate.metrics import MetricSums, accumulate_clips, load_i3d
 from pipeline.inputs import list_urls
 from pipeline.storage import write_bytes
+from vidtok import VidTok
+from vidtok.losses import build_lpips
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +85,9 @@ def evaluate_video(model, url: str, decode: DecodeConfig, cfg: EvaluateConfig, d
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:
     """Metrics of `cfg.checkpoint` over every video of `cfg.input` (exact frame-weighted means) + per-video values."""
-    from vidtok import VidTok
-    from vidtok.losses import build_lpips
-
     opts = cfg.storage.storage_options()
     source = cfg.input
     if not source:
-        from pipeline.decode.synth import make_sample_corpus
-
         source = str(make_sample_corpus("runs/sample_corpus"))
     ckpt = cfg.checkpoint or default_checkpoint(cfg.preset)
     device = torch.device("cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else

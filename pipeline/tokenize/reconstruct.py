@@ -43,7 +43,7 @@ class ReconstructConfig:
 
 def select_rows(cfg: ReconstructConfig) -> list[dict]:
     """Rows of the chosen clips (reads shards one at a time and stops once it has them)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # (lazy imports here: `jobs/reconstruct.py --help` loads this module)
 
     layout = OutputLayout(cfg.tokens, cfg.storage.storage_options())
     files = layout.list("tokens")

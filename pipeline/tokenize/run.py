@@ -23,13 +23,19 @@ from collections import Counter
 
 import pyarrow as pa
 
+import ray
+
 from pipeline.config import ConfigError, to_yaml
 from pipeline.decode import DecodeConfig
+from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import iter_inputs
+from pipeline.ray_utils import init_ray
 from pipeline.storage import OutputLayout, sha256_of
 from pipeline.tokenize.commit import load_resume_state, read_new_status, status_shard_name, write_json, write_plan
 from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
+from pipeline.tokenize.stages import RunNodes, build_dataset
+from vidtok import VidTok
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +104,6 @@ def _check_identity(layout: OutputLayout, cfg: TokenizeJobConfig, decode: Decode
 def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]:
     """(regularizer kind, decode settings resolved against the model, token shape, tokens_binary) without building
     the full-width model."""
-    from vidtok import VidTok
-
     probe = VidTok.from_config(cfg.preset, ch=8)  # same structure, 8 channels: cheap on the driver
     decode = cfg.decode.resolved(num_frames=probe.default_num_frames, size=DEFAULT_SIZE)
     decode = decode.resolved(stride=decode.window_stride)
@@ -124,8 +128,6 @@ def input_source(cfg: TokenizeJobConfig) -> str:
     """`cfg.input`, or the generated sample corpus when it is empty (the embedded default)."""
     if cfg.input:
         return cfg.input
-    from pipeline.decode.synth import make_sample_corpus
-
     s = cfg.sample
     source = str(make_sample_corpus(s.dir, s.num_clips, s.seconds, s.fps, s.width, s.height))
     log.info("no input= given: using the generated sample corpus %s", source)
@@ -199,14 +201,8 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
 def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConfig, layout: OutputLayout, sha: str,
                tokens_binary: bool, shard_rows: int, tracker: StatusTracker) -> dict:
     """Run the Ray Data chain over the plan, feeding `tracker`; returns where the stages ran (RunNodes)."""
-    from pipeline.ray_utils import init_ray
-
     started = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
     try:
-        import ray
-
-        from pipeline.tokenize.stages import RunNodes, build_dataset
-
         num_gpus = cfg.tokenizer.num_gpus
         if num_gpus is None:
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -220,6 +216,4 @@ def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConf
     finally:
         tracker.maybe_flush(force=True)  # what is committed stays committed, even if the chain failed
         if started:
-            import ray
-
             ray.shutdown()

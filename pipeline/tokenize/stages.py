@@ -13,6 +13,10 @@ Every stage takes and returns Arrow tables of the schemas in `pipeline/tokenize/
 callable, so the unit tests call them on tables without a cluster. Where a stage ran (node, device) is reported once
 per process to a small `RunNodes` actor, not carried in the rows.
 
+Imports: torch and Ray are imported inside the functions that need them. Decode tasks load this module too, and
+torch would cost them ~900 MB of resident memory each; TokenizeClips must also run where Ray is absent (the GPU
+benchmark machine).
+
 Memory stays bounded whatever the corpus size: decoded windows (3.3 MB each at 17x256x256x3) travel in blocks of
 `ray.target_block_mb`, decode tasks take `decode_task.inputs_per_task` inputs each, and Ray Data's streaming executor
 backpressures the decode stage when the object store fills. Frames never reach the driver.

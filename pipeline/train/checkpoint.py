@@ -32,6 +32,11 @@ STATE_FILE = "state.pt"
 CKPT_PREFIX = "checkpoint_"
 
 
+def export_name(cfg, step: int) -> str:
+    """File name of a stage's exported weights: `<preset>_stage<stage>_step<step>.ckpt`."""
+    return f"{cfg.preset}_stage{cfg.stage}_step{step:08d}.ckpt"
+
+
 def ray_storage(output: str, storage_options: dict | None = None):
     """`(storage_path, storage_filesystem)` for `ray.train.RunConfig` from a user URL (s3://…, gs://…, local)."""
     return arrow_filesystem(output, storage_options)

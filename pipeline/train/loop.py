@@ -24,13 +24,22 @@ import tempfile
 import time
 
 import numpy as np
+import ray.train
+import ray.train.torch
 import torch
+from tensorboardX import SummaryWriter
 
 from pipeline.cli import LOG_FORMAT
+from pipeline.evaluate.metrics import evaluate_clips, write_previews
 from pipeline.storage import exists, is_remote, join, write_bytes
-from pipeline.train.checkpoint import CKPT_PREFIX, STATE_FILE, export_official, init_stage2
+from pipeline.train.checkpoint import CKPT_PREFIX, STATE_FILE, export_name, export_official, init_stage2
 from pipeline.train.config import TrainConfig
+from pipeline.train.data import load_val_clips
+from vidtok import VidTok
+from vidtok.losses import VidTokLoss
 from vidtok.train_state import module_digest, restore_training_state, state_digest, training_state
+from vidtok.train_step import TrainEngine, TrainState, make_optimizers, rng_state, set_rng_state, train_step
+from vidtok.video import to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +52,12 @@ def seed_everything(seed: int) -> None:
 
 def build_engine(cfg: TrainConfig):
     """Model + loss + TrainEngine for a stage (stage 2: encoder and regularizer frozen)."""
-    from vidtok import VidTok
-    from vidtok.losses import VidTokLoss
-    from vidtok.train_step import TrainEngine
-
     return TrainEngine(VidTok.from_config(cfg.preset), VidTokLoss(cfg.loss), freeze_encoder=(cfg.stage == 2))
 
 
 def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
     """`(opt_ae, opt_d, state, what happened)`: the latest Ray checkpoint if there is one (exact resume, RNG per
     rank), else a fresh start (stage 2: weights from `paths.init_from`)."""
-    import ray.train
-
-    from vidtok.train_step import TrainState, make_optimizers, set_rng_state
-
     state = TrainState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -113,13 +114,6 @@ class StepTimer:
 
 def train_loop_per_worker(loop_cfg: dict) -> None:
     """Ray Train worker body (see module docstring)."""
-    import ray.train
-    import ray.train.torch
-
-    from pipeline.train.data import load_val_clips
-    from vidtok.train_step import train_step
-    from vidtok.video import to_model_input
-
     cfg: TrainConfig = loop_cfg["cfg"]
     paths = loop_cfg["paths"]
     ctx = ray.train.get_context()
@@ -171,8 +165,6 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
 
 def after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb):
     """Validate, log and checkpoint on their cadences after step `state.step`."""
-    import ray.train
-
     step = state.step
     do_ckpt = step % cfg.checkpoint_every == 0 or step == cfg.steps
     do_val = val is not None and (step % cfg.val_every == 0 or step == cfg.steps)
@@ -194,8 +186,6 @@ def finish(cfg, paths, engine, state, encoder_digest, rank, tb) -> None:
     if encoder_digest is not None and module_digest(engine.model.encoder) != encoder_digest:
         raise RuntimeError("stage 2 changed the frozen encoder's weights: this is a bug in the freezing code")
     if rank == 0 and cfg.export:
-        from pipeline.train.run import export_name
-
         url = export_official(engine, join(paths.run_dir, "export", export_name(cfg, state.step)), state.step,
                               cfg.storage_options, extra={"preset": cfg.preset, "stage": cfg.stage})
         log.info("exported official-layout weights to %s", url)
@@ -226,10 +216,6 @@ def scalars(metrics: dict) -> dict:
 
 def report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb) -> None:
     """All ranks report one checkpoint dir: rank 0 the training state, every rank its RNG state (merged by Ray)."""
-    import ray.train
-
-    from vidtok.train_step import rng_state
-
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             torch.save(training_state(engine, opt_ae, opt_d, state, cfg.preset, cfg.stage), os.path.join(d, STATE_FILE))
@@ -242,8 +228,6 @@ def report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb) -> N
 
 def validate(engine, val_clips, device, cfg, paths, step, autocast) -> dict:
     """PSNR / SSIM / LPIPS on the held-out clips (rank 0) and preview files; returns `val/*` metrics."""
-    from pipeline.evaluate.metrics import evaluate_clips, write_previews
-
     if len(val_clips) == 0:
         return {}
     res, kept = evaluate_clips(engine.model, val_clips, device, lpips_module=engine.loss.perceptual_loss,
@@ -259,8 +243,6 @@ class TensorBoard:
     """Rank-0 TensorBoard events (tensorboardX): written locally, mirrored to `<run>/tensorboard` on object storage."""
 
     def __init__(self, run_url: str, storage_options: dict | None):
-        from tensorboardX import SummaryWriter
-
         self.remote = is_remote(run_url)
         self.run_url, self.storage_options = run_url, storage_options
         self.local = tempfile.mkdtemp(prefix="vt-tb-") if self.remote else join(run_url, "tensorboard")

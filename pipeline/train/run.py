@@ -17,10 +17,19 @@ import math
 import os
 from dataclasses import dataclass
 
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from pipeline.config import to_yaml
+from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import list_urls
+from pipeline.ray_utils import init_ray
 from pipeline.storage import is_remote, join, local_path, write_bytes
-from pipeline.train.checkpoint import latest_checkpoint_dir, ray_storage
+from pipeline.train.checkpoint import export_name, latest_checkpoint_dir, ray_storage
 from pipeline.train.config import TrainConfig
+from pipeline.train.data import build_train_dataset
+from pipeline.train.loop import train_loop_per_worker
+from vidtok import preset_config
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +69,6 @@ def resolve_inputs(cfg: TrainConfig, paths: TrainPaths) -> tuple[list[str], list
     """(train urls, val urls): list `input` (prefix or manifest) or generate the sample corpus; hold out val videos."""
     source = cfg.input
     if not source:
-        from pipeline.decode.synth import make_sample_corpus
-
         base = paths.output if not is_remote(paths.output) else local_path("runs")
         source = str(make_sample_corpus(os.path.join(base, "sample_corpus"), num_clips=cfg.data.sample_corpus_clips))
         log.info("no input given: training on the generated sample corpus %s", source)
@@ -77,25 +84,12 @@ def resolve_inputs(cfg: TrainConfig, paths: TrainPaths) -> tuple[list[str], list
     return urls[:-k], urls[-k:]
 
 
-def export_name(cfg: TrainConfig, step: int) -> str:
-    return f"{cfg.preset}_stage{cfg.stage}_step{step:08d}.ckpt"
-
-
 def run_training(cfg: TrainConfig, *, fail_at_step: int | None = None) -> TrainSummary:
     """Run (or resume) one stage; returns where the checkpoints and exported weights are.
 
     `fail_at_step` (tests only): the last rank kills itself once at that step, as when a node is lost, to exercise
     `FailureConfig` recovery (`pipeline/train/loop.py: failure_drill`).
     """
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from pipeline.config import to_yaml
-    from pipeline.ray_utils import init_ray
-    from pipeline.train.data import build_train_dataset
-    from pipeline.train.loop import train_loop_per_worker
-    from vidtok import preset_config
-
     # A private local Ray gets logical CPUs for the trainers ON TOP of the machine's cores: otherwise the trainers
     # take every CPU slot and the decode tasks they wait for can never be scheduled.
     local_cpus = cfg.ray.num_cpus or (os.cpu_count() or 1) + math.ceil(cfg.num_workers * cfg.cpus_per_worker)
@@ -130,6 +124,4 @@ def run_training(cfg: TrainConfig, *, fail_at_step: int | None = None) -> TrainS
         return TrainSummary(paths.run_dir, ckpt, export, dict(result.metrics or {}), paths.init_from)
     finally:
         if started:
-            import ray
-
             ray.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from pipeline.tokenize.run import run_tokenize
 from tests.tokenize.helpers import CLIPS, FAST, expected_windows, job_config, make_corpus, read_folder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 LOCAL = fsspec.filesystem("file")
 
@@ -97,6 +98,9 @@ def test_tokenize_ray_job_submit_with_token_auth(tmp_path):
             time.sleep(3)
         assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
         assert "succeeded" in r.stdout + r.stderr
+        # no sys.path edit in the job: Ray put the uploaded working dir on PYTHONPATH, and `pipeline` came from it
+        found = re.search(r"pipeline package: (\S+)", r.stdout + r.stderr)
+        assert found and "_ray_pkg" in found.group(1) and not found.group(1).startswith(str(REPO)), found
         summary = json.loads((out / "summary.json").read_text())
         assert summary["windows_this_run"] == expected_windows(CLIPS[:2]) and summary["failures_this_run"] == {}
     finally:

@@ -17,7 +17,7 @@ import pytest
 from pipeline.tokenize.run import run_tokenize
 from tests.tokenize.helpers import FAST, expected_windows, job_config, make_corpus, read_folder, token_rows
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOCAL = fsspec.filesystem("file")
 CLIPS6 = [(12.0, 24.0), (6.5, 25.0), (18.0, 30.0), (12.0, 24.0), (6.5, 30.0), (12.0, 25.0)]
 
