@@ -9,7 +9,7 @@ noisy) plus ratios from this one run:
 * ``ray_read_videos`` (c) ``ray.data.read_videos(fps=3, resize=(256, 256))`` on a local Ray with 1 CPU, every Ray
   process on the same core (execution only: Ray start-up is excluded)
 
-Clips are generated with ``pipeline.synth`` (moving texture + grain, x264 veryfast CRF 22, several Mb/s, 3 B-frames) at
+Clips are generated with ``pipeline.decode.synth`` (moving texture + grain, x264 veryfast CRF 22, several Mb/s, 3 B-frames) at
 GOP 250 and GOP 30 and cached in ``--workdir``. Run: ``python benchmarks/decode.py [--runs 5] [--core N] [--no-ray]``.
 """
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 
 def make_clip(workdir: Path, gop: int, seconds: int) -> Path:
-    from pipeline.synth import write_synthetic_video
+    from pipeline.decode.synth import write_synthetic_video
 
     path = workdir / f"bench_720p30_gop{gop}_{seconds}s.mp4"
     if not path.exists():
@@ -53,9 +53,9 @@ def decord_all(path: Path):
     import decord
     import numpy as np
 
-    from pipeline.probe import probe
-    from pipeline.resample import select_frames
-    from pipeline.spatial import resize_crop
+    from pipeline.decode.probe import probe
+    from pipeline.decode.resample import select_frames
+    from pipeline.decode.spatial import resize_crop
 
     info = probe(str(path))
     idx, _ = select_frames(info.pts_ticks, info.end_tick, 3, info.time_base, info.rates)

@@ -51,7 +51,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def run_once(n: int, size: int, root: Path) -> dict:
-    from pipeline.synth import write_synthetic_video
+    from pipeline.decode.synth import write_synthetic_video
 
     corpus = root / f"in{n}"
     corpus.mkdir(parents=True)
@@ -61,7 +61,7 @@ def run_once(n: int, size: int, root: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", VIDTOK_RAY_TMP=ray_tmp)
     proc = subprocess.Popen([sys.executable, str(REPO / "jobs/tokenize_corpus.py"), f"input={corpus}",
                              f"output={root / f'out{n}'}", f"decode.size={size}", "tokenizer.batch_size=4",
-                             "decode.inputs_per_task=1", "ray.object_store_mb=512"], env=env,
+                             "decode_task.inputs_per_task=1", "ray.object_store_mb=512"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = {"driver_mb": 0.0, "largest_worker_mb": 0.0, "all_below_driver_mb": 0.0}
     done = threading.Event()

@@ -38,10 +38,11 @@ def main() -> None:
 
     from pipeline.config import load_config
     from pipeline.decode import DecodeConfig, decode_windows
-    from pipeline.synth import write_synthetic_video
-    from pipeline.tokenize import TokenizeClips
-    from pipeline.tokenize_config import TokenizeJobConfig
-    from pipeline.tokenize_run import run_tokenize
+    from pipeline.decode.synth import write_synthetic_video
+    from pipeline.tokenize.schema import windows_from_frames
+    from pipeline.tokenize.stages import TokenizeClips
+    from pipeline.tokenize.config import TokenizeJobConfig
+    from pipeline.tokenize.run import run_tokenize
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="tp_bench"))
@@ -66,17 +67,18 @@ def main() -> None:
     # (1) the encoder alone
     tk = TokenizeClips(a.preset, None, "random-init-seed-0", 0, "auto", "float16")
     frames = np.random.default_rng(0).integers(0, 256, (batch, 17, a.size, a.size, 3), dtype=np.uint8)
-    tk({"frames": frames.copy(), "window_index": np.arange(batch)})  # warm-up
+    table = windows_from_frames(frames)
+    tk(table)  # warm-up
     t, n = time.time(), 0
     while time.time() - t < 20 or n < 2 * batch:
-        tk({"frames": frames.copy(), "window_index": np.arange(batch)})
+        tk(table)
         n += batch
     encode_wps = n / (time.time() - t) * actors
 
     # (3) the job
     cfg = load_config(TokenizeJobConfig, None, [
         f"input={root / 'in'}", f"output={root / 'out'}", f"decode.size={a.size}", f"tokenizer.batch_size={batch}",
-        f"ray.num_cpus={a.cpus}", f"preset={a.preset}", "decode.inputs_per_task=1"])
+        f"ray.num_cpus={a.cpus}", f"preset={a.preset}", "decode_task.inputs_per_task=1"])
     s = run_tokenize(cfg)
     job_wps = s["windows_this_run"] / s["pipeline_time_s"]
     slowest = min(decode_wps, encode_wps)

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def generate(root: Path, rows: int) -> None:
     """Manifest of `rows` paths; status rows for the first half; 2 token rows for each done input plus 1 committed
     window (of 3) for 1% of the pending half (partially done inputs)."""
-    from pipeline.commit import OutputLayout
-    from pipeline.schema import status_table
+    from pipeline.storage import OutputLayout
+    from pipeline.tokenize.schema import status_table
 
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -55,8 +55,9 @@ def generate(root: Path, rows: int) -> None:
 
 
 def measure(root: Path) -> dict:
-    from pipeline.commit import OutputLayout, load_resume_state, write_plan
-    from pipeline.listing import iter_inputs
+    from pipeline.storage import OutputLayout
+    from pipeline.tokenize.commit import load_resume_state, write_plan
+    from pipeline.inputs import iter_inputs
 
     t0 = time.time()
     lay = OutputLayout(str(root / "out"))

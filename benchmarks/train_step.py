@@ -7,7 +7,7 @@ Ray Train run fed by the streaming decode pipeline.
 
 Step mode times `vidtok.train_step.train_step` alone (generator + discriminator updates, GAN on, LPIPS with a random
 backbone unless --no-lpips) on one process: median of the timed steps after --warmup. On CUDA it uses bf16 autocast
-and reports peak memory. Ray mode runs `pipeline.train.run_training` (tiny schedule, 2 workers, local storage) on the
+and reports peak memory. Ray mode runs `pipeline.train.run.run_training` (tiny schedule, 2 workers, local storage) on the
 sample corpus and prints the steady-state data-wait fraction the workers reported.
 """
 
@@ -63,12 +63,12 @@ def bench_step(args) -> dict:
 
 def bench_ray(args) -> dict:
     from pipeline.config import load_config
-    from pipeline.train import run_training
-    from pipeline.train_config import TrainConfig
+    from pipeline.train.run import run_training
+    from pipeline.train.config import TrainConfig
 
     out_dir = tempfile.mkdtemp(prefix="vt-bench-")
     cfg = load_config(TrainConfig, None, [
-        f"preset={args.preset}", f"steps={args.steps}", f"size={args.size}", f"batch_size={2 * args.batch}",
+        f"preset={args.preset}", f"steps={args.steps}", f"decode.size={args.size}", f"batch_size={2 * args.batch}",
         "num_workers=2", f"output={out_dir}", f"checkpoint_every={args.steps}", "val_every=0",
         f"log_every={max(1, args.steps // 3)}", "export=false", f"use_gpu={torch.cuda.is_available() and not args.cpu}"])
     t = time.perf_counter()

@@ -320,10 +320,10 @@ def _check_job_command(command: str) -> tuple[str, list[str]]:
 
 
 def _job_schema(stem: str):
-    """The dataclass a job passes to `load_config(...)`, found by reading the job file (jobs stay thin: one call)."""
+    """The dataclass a job passes to `run_job(Schema, ...)`, found by reading the job file (jobs stay thin: one call)."""
     tree = ast.parse((REPO / "jobs" / f"{stem}.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "load_config"]
-    assert calls and isinstance(calls[0].args[0], ast.Name), f"jobs/{stem}.py does not call load_config(Schema, ...)"
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "run_job"]
+    assert calls and isinstance(calls[0].args[0], ast.Name), f"jobs/{stem}.py does not call run_job(Schema, ...)"
     name = calls[0].args[0].id
     module = next(n.module for n in ast.walk(tree)
                   if isinstance(n, ast.ImportFrom) and any(a.name == name for a in n.names))

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
+from pipeline.decode.windows import Window
 from pipeline.inputs import INPUT_SCHEMA
 
 SCHEMA_VERSION = "1"
@@ -196,6 +197,17 @@ def window_table(base: dict, windows, frames: np.ndarray) -> pa.Table:
                 frame_timestamps=_list_array([x.timestamps for x in windows], pa.float64()),
                 frame_indices=_list_array([x.indices for x in windows], pa.int64()), frames=frames_column(frames))
     return pa.Table.from_pydict({f.name: cols[f.name] for f in WINDOW_SCHEMA}, schema=WINDOW_SCHEMA)
+
+
+def windows_from_frames(frames: np.ndarray, source: str = "synthetic", fps: float = 3.0) -> pa.Table:
+    """WINDOW rows for raw frames `(N, T, H, W, 3)` uint8 (benchmarks and the GPU script time the tokenizer stage on
+    these without decoding); window i gets index i and consecutive sample indices."""
+    n, t = frames.shape[:2]
+    windows = [Window(i, frames[i], np.arange(t) / fps, np.arange(i * t, (i + 1) * t)) for i in range(n)]
+    base = {"source": source, "num_windows": n, "prev_windows": 0, "sample_fps": fps, "decode_backend": None,
+            "source_size": None, "source_etag": None, "source_mtime": None, "source_fps": None,
+            "source_duration_s": None}
+    return window_table(base, windows, frames)
 
 
 def encoded_table(windows: pa.Table, tokens: np.ndarray, token_dtype: str, tokenizer: str, sha: str) -> pa.Table:
