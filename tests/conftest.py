@@ -64,6 +64,18 @@ def ray_local():
     yield ray
 
 
+def pytest_collection_modifyitems(config, items):
+    """Markers by what a test needs: `ray` for every test that starts or joins a Ray (its fixture or a job run);
+    `gpu` tests skip where CUDA is absent (CI never has a GPU)."""
+    import torch
+
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()) or item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.ray)
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _RAY_STARTED_HERE["flag"]:
         import ray

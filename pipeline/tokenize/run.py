@@ -108,6 +108,10 @@ def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]
     decode = cfg.decode.resolved(num_frames=probe.default_num_frames, size=DEFAULT_SIZE)
     decode = decode.resolved(stride=decode.window_stride)
     h, w = decode.output_hw()
+    sf = probe.spatial_factor
+    if h % sf or w % sf:
+        raise ConfigError(f"decode.size={list(decode.output_hw())}: {cfg.preset} needs height and width divisible by "
+                          f"its spatial factor {sf} (e.g. decode.size=[{max(sf, h // sf * sf)}, {max(sf, w // sf * sf)}])")
     t, lh, lw = probe.latent_shape(decode.num_frames, h, w)
     kind = probe.regularizer_kind
     shape = (t, lh, lw) if kind == "fsq" else (probe.config.z_channels, t, lh, lw)

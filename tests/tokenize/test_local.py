@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from pipeline.config import ConfigError
 from pipeline.tokenize.schema import clip_id, decode_tokens
 from pipeline.tokenize.run import run_tokenize
 from tests.tokenize.helpers import CLIPS, expected_windows, job_config, make_corpus, read_folder, token_rows
@@ -134,3 +135,15 @@ def test_tokenize_broken_inputs_are_status_rows(ray_local, tmp_path):
         assert st.loc[str(path), "status"] == reason, (path, st.loc[str(path), "message"])
         assert st.loc[str(path), "message"] and st.loc[str(path), "num_windows"] == 0
     assert sum(s["failures_this_run"].values()) == len(broken) and s["inputs_ok_this_run"] == len(good)
+
+
+def test_tokenize_non_square_size_and_its_check(ray_local, tmp_path):
+    """`decode.size=[h, w]` tokenizes h x w windows (token shape follows); a size off the spatial factor fails fast
+    naming the key and a valid size."""
+    make_corpus(tmp_path / "in", clips=CLIPS[:1], size=(96, 64))
+    s = run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out"), "decode.size=[32,48]"))
+    assert s["size"] == [32, 48] and s["token_shape"] == [5, 4, 6]
+    t = read_folder(LOCAL, str(tmp_path / "out/tokens"))
+    assert set(zip(t.column("height").to_pylist(), t.column("width").to_pylist())) == {(32, 48)}
+    with pytest.raises(ConfigError, match=r"decode.size=\[32, 44\].*spatial factor 8.*\[32, 40\]"):
+        run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out2"), "decode.size=[32,44]"))
