@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .spatial import normalize_size
-from .windows import TAIL_POLICIES
+from .windows import TAIL_POLICIES, WindowPlan, plan_pieces, plan_windows
 
 BACKENDS = ("auto", "decord", "pyav")
 LIBRARY_NUM_FRAMES = 17  # a causal VidTok window; what `decode_windows` cuts when nobody says otherwise
@@ -35,6 +35,9 @@ class DecodeConfig:
     backend: str = "auto"  # auto (the probe decides per file) | decord | pyav
     threads: int = 1  # decoder threads per file (1 for one decode task per core)
     isolate: bool = True  # decode in a child process (off only for debugging: no time limit, a crash takes the caller)
+    buckets: Optional[list] = None  # [[h, w], ...]: each input goes to the bucket nearest its display aspect ratio (replaces size)
+    whole_clip: bool = False  # one row per clip instead of fixed windows (v1.1 presets): pieces of at most max_frames
+    max_frames: int = 256  # whole_clip: longest piece in sampled frames (memory: 256 x 256 x 256 x 3 = 50 MB)
 
     def __post_init__(self):
         if not self.fps > 0:
@@ -51,7 +54,14 @@ class DecodeConfig:
             raise ValueError(f"decode.tail must be one of {TAIL_POLICIES}, found {self.tail!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"decode.backend must be one of {BACKENDS}, found {self.backend!r}")
-        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "threads"):
+        if self.buckets is not None:
+            try:
+                self.buckets = [normalize_size(tuple(b)) for b in self.buckets]
+            except (TypeError, ValueError):
+                raise ValueError(f"decode.buckets must be a list of [h, w] pairs, found {self.buckets!r}") from None
+            if not self.buckets or not all(isinstance(b, tuple) for b in self.buckets):
+                raise ValueError(f"decode.buckets must be a non-empty list of [h, w] pairs, found {self.buckets!r}")
+        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "threads", "max_frames"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decode.{name} must be > 0, found {getattr(self, name)}")
 
@@ -62,6 +72,16 @@ class DecodeConfig:
     @property
     def window_stride(self) -> int:
         return self.stride if self.stride is not None else self.frames_per_window
+
+    def window_plan(self, num_samples: int) -> WindowPlan:
+        """The windows (spans over the sampled frames) of a video with `num_samples` samples under these settings."""
+        if self.whole_clip:
+            return plan_pieces(num_samples, self.max_frames)
+        return plan_windows(num_samples, self.frames_per_window, self.window_stride, self.tail)
+
+    def output_sizes(self) -> list[tuple[int, int]]:
+        """Every (h, w) decoded frames can have: the buckets, or the one size."""
+        return list(self.buckets) if self.buckets else [self.output_hw()]
 
     def resolved(self, *, num_frames: int | None = None, size: Any = None, **changes) -> "DecodeConfig":
         """A copy with every `None` that the caller knows filled in (`num_frames`, `size`) plus `changes`."""

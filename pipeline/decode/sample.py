@@ -33,9 +33,9 @@ from .config import BACKENDS, DecodeConfig
 from .isolate import IsolatedRunner
 from .probe import probe
 from .source import Source, open_source
-from .spatial import Size, normalize_size
+from .spatial import Size, nearest_bucket, normalize_size
 from .status import DecodeError
-from .windows import Window, cut_windows, plan_windows
+from .windows import Window, cut_windows
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,15 @@ class SampledFrames:
 
 def sample_frames(source: Source, fps: float = 3.0, size: Size = None, *, backend: str = "auto",
                   storage_options: dict | None = None, max_pixels: int | None = None,
-                  max_duration_s: float | None = None, max_bytes: int | None = None, threads: int = 1) -> SampledFrames:
+                  max_duration_s: float | None = None, max_bytes: int | None = None, threads: int = 1,
+                  buckets=None) -> SampledFrames:
     """Decode ``source`` (a path, an fsspec URL or the file's bytes) at ``fps`` by presentation timestamps.
 
     The rule (``pipeline.decode.resample``): sample times ``t_k = t_0 + k / fps`` from the first frame's time ``t_0`` up to
     the end of the last frame's display; the frame chosen for ``t_k`` is the one on screen at ``t_k`` (the last frame
     whose presentation time is ≤ ``t_k``, within 1 ms for container rounding). Works for variable frame rate.
+    ``buckets`` (a list of ``(h, w)``): the frames go to the bucket nearest the displayed aspect ratio instead of
+    ``size`` (``pipeline.decode.spatial.nearest_bucket``).
     Runs in the calling process with no time limit; use :func:`decode_windows` for untrusted input at scale.
     Raises ``DecodeError`` (with a reason class) for input that yields no frames.
     """
@@ -79,6 +82,9 @@ def sample_frames(source: Source, fps: float = 3.0, size: Size = None, *, backen
     if max_duration_s is not None and info.duration_s > max_duration_s:
         raise DecodeError(st.TOO_LARGE, f"{info.duration_s:.1f}s exceeds max_duration_s={max_duration_s:g}")
     notes: list[str] = []
+    if buckets:
+        dw, dh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        size = nearest_bucket(dh, dw, buckets)
     use = "decord" if backend == "auto" else backend
     if use == "decord" and not info.pts_reliable:
         notes.append(f"decord needs container timestamps, {info.format_name} has none: used pyav")
@@ -129,12 +135,12 @@ def decode_windows_inprocess(source: Source, cfg: DecodeConfig, storage_options:
     try:
         s = sample_frames(source, cfg.fps, cfg.size, backend=cfg.backend, storage_options=storage_options,
                           max_pixels=cfg.max_pixels, max_duration_s=cfg.max_duration_s, max_bytes=cfg.max_bytes,
-                          threads=cfg.threads)
+                          threads=cfg.threads, buckets=cfg.buckets)
     except DecodeError as e:
         return DecodeResult(name, e.reason, e.message)
     res = DecodeResult(name, st.OK, "", num_samples=len(s.indices), source_fps=s.source_fps, duration_s=s.duration_s,
                        backend=s.backend, width=s.width, height=s.height, codec=s.codec, notes=list(s.notes))
-    plan = plan_windows(len(s.indices), cfg.frames_per_window, cfg.window_stride, cfg.tail)
+    plan = cfg.window_plan(len(s.indices))
     if not plan.spans:
         res.status = st.TOO_SHORT
         res.message = (f"{len(s.indices)} frames at {cfg.fps:g} fps ({s.duration_s:.2f}s) is shorter than one "

@@ -14,6 +14,7 @@ isolated decode process small: importing torch + torchvision costs ~900 MB of re
 
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
 import numpy as np
@@ -36,6 +37,13 @@ def normalize_size(size: Size) -> tuple[int, int] | int | None:
     if h <= 0 or w <= 0:
         raise ValueError(f"size must be positive, got {size!r}")
     return (h, w)
+
+
+def nearest_bucket(height: int, width: int, buckets) -> tuple[int, int]:
+    """The `(h, w)` bucket whose aspect ratio is nearest the frame's `height x width` (in log ratio, so 2:1 and 1:2
+    are equally far from 1:1); ties go to the first bucket listed."""
+    target = math.log(width / height)
+    return min((tuple(b) for b in buckets), key=lambda b: abs(math.log(b[1] / b[0]) - target))
 
 
 def resized_shape(height: int, width: int, size: Size) -> tuple[int, int]:

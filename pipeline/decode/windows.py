@@ -70,6 +70,16 @@ def plan_windows(num_samples: int, num_frames: int, stride: int, tail: str = "sk
     return WindowPlan(tuple(spans), max(left, 0), note)
 
 
+def plan_pieces(num_samples: int, max_frames: int) -> WindowPlan:
+    """Whole-clip mode: the clip as one window, or consecutive pieces of at most `max_frames` samples (the last one
+    shorter); nothing is dropped or padded. For v1.1 causal models, which encode any length."""
+    if max_frames <= 0:
+        raise ValueError(f"max_frames must be > 0, found {max_frames}")
+    spans = tuple((s, min(s + max_frames, num_samples), 0) for s in range(0, num_samples, max_frames))
+    note = f"whole clip in {len(spans)} pieces of at most {max_frames} frames" if len(spans) > 1 else ""
+    return WindowPlan(spans, 0, note)
+
+
 def cut_windows(frames: np.ndarray, timestamps: np.ndarray, indices: np.ndarray, plan: WindowPlan,
                 skip: frozenset[int] = frozenset()) -> list[Window]:
     """Materialise the planned windows, leaving out those whose index is in ``skip`` (already committed)."""

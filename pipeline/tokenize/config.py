@@ -110,4 +110,6 @@ class TokenizeJobConfig:
         size = list(decode.size) if isinstance(decode.size, tuple) else decode.size
         return {"preset": self.preset, "checkpoint": self.checkpoint, "seed": self.seed if not self.checkpoint else None,
                 "fps": decode.fps, "size": size, "num_frames": decode.num_frames, "stride": decode.stride,
-                "tail": decode.tail, "latent_dtype": self.tokenizer.latent_dtype}
+                "tail": decode.tail, "latent_dtype": self.tokenizer.latent_dtype,
+                **({"buckets": [list(b) for b in decode.buckets]} if decode.buckets else {}),
+                **({"whole_clip": True, "max_frames": decode.max_frames} if decode.whole_clip else {})}

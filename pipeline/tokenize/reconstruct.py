@@ -93,6 +93,8 @@ def reconstruct_row(model, row: dict, storage_options: dict | None = None) -> tu
     pos = {int(i): k for k, i in enumerate(s.indices)}
     frames = np.stack([s.frames[pos[int(i)]] for i in row["frame_indices"]])
     tok = decode_tokens(row["tokens"], row["token_shape"], row["token_dtype"])
+    if model.is_v1_1 and row["num_frames"] != model.default_num_frames:  # a whole-clip piece: chunked, as encoded
+        model.use_tiling, model.t_chunk_enc, model.use_overlap = True, 16, True
     with torch.inference_mode():
         if row["token_dtype"] == "int32":
             video = model.decode_indices(torch.from_numpy(tok)[None].long())

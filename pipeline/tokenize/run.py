@@ -107,12 +107,19 @@ def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]
     probe = VidTok.from_config(cfg.preset, ch=8)  # same structure, 8 channels: cheap on the driver
     decode = cfg.decode.resolved(num_frames=probe.default_num_frames, size=DEFAULT_SIZE)
     decode = decode.resolved(stride=decode.window_stride)
-    h, w = decode.output_hw()
+    if decode.whole_clip and not probe.is_v1_1:
+        raise ConfigError(f"decode.whole_clip=true needs a causal v1.1 preset (any length, chunked inference); "
+                          f"{cfg.preset} is {probe.config.family}: use e.g. vidtok_fsq_causal_488_32768_v1_1 or drop it")
     sf = probe.spatial_factor
-    if h % sf or w % sf:
-        raise ConfigError(f"decode.size={list(decode.output_hw())}: {cfg.preset} needs height and width divisible by "
-                          f"its spatial factor {sf} (e.g. decode.size=[{max(sf, h // sf * sf)}, {max(sf, w // sf * sf)}])")
-    t, lh, lw = probe.latent_shape(decode.num_frames, h, w)
+    key = "decode.buckets" if decode.buckets else "decode.size"
+    for h, w in decode.output_sizes():
+        if h % sf or w % sf:
+            raise ConfigError(f"{key}: [{h}, {w}] does not suit {cfg.preset}: height and width must be divisible by "
+                              f"its spatial factor {sf} (e.g. [{max(sf, h // sf * sf)}, {max(sf, w // sf * sf)}])")
+    h, w = max(decode.output_sizes(), key=lambda hw: hw[0] * hw[1])  # the largest rows size the shards
+    if decode.whole_clip:
+        probe.use_tiling, probe.t_chunk_enc = True, 16
+    t, lh, lw = probe.latent_shape(decode.max_frames if decode.whole_clip else decode.num_frames, h, w)
     kind = probe.regularizer_kind
     shape = (t, lh, lw) if kind == "fsq" else (probe.config.z_channels, t, lh, lw)
     return kind, decode, shape, kind != "fsq"
@@ -168,7 +175,8 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     t_run = time.time()
     nodes: dict = {}
     if plan.pending:
-        row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * decode.num_frames
+        frames = decode.max_frames if decode.whole_clip else decode.num_frames
+        row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * frames
         shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
         nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker)
     tracker.maybe_flush(force=True)
@@ -187,6 +195,7 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
         "output": cfg.output, "input": source, "run_id": run_id, "complete": True, "nothing_to_do": False,
         "tokenizer": cfg.preset, "checkpoint_sha256": sha, "random_weights": not cfg.checkpoint,
         "regularizer": kind, "token_shape": list(token_shape), "num_frames": decode.num_frames, "size": size,
+        "buckets": [list(b) for b in decode.buckets] if decode.buckets else None, "whole_clip": decode.whole_clip,
         "inputs_listed": plan.total_inputs, "inputs_done_before": plan.skipped_done,
         "inputs_this_run": tracker.finished, "inputs_ok_this_run": tracker.reasons.get("ok", 0),
         "failures_this_run": {k: v for k, v in sorted(tracker.reasons.items()) if k != "ok"},

@@ -60,6 +60,7 @@ _WINDOW_FIELDS = [
     pa.field("height", pa.int32()),  # pixels of the tokenized frames
     pa.field("width", pa.int32()),
     pa.field("decode_backend", pa.string()),  # decord | pyav
+    pa.field("bucket", pa.string()),  # "<h>x<w>" of the decode.buckets entry the input went to (null without buckets)
 ]
 _TOKEN_FIELDS = [
     pa.field("tokenizer", pa.string()),  # VidTok preset name
@@ -205,6 +206,7 @@ def windows_from_frames(frames: np.ndarray, source: str = "synthetic", fps: floa
     n, t = frames.shape[:2]
     windows = [Window(i, frames[i], np.arange(t) / fps, np.arange(i * t, (i + 1) * t)) for i in range(n)]
     base = {"source": source, "num_windows": n, "prev_windows": 0, "sample_fps": fps, "decode_backend": None,
+            "bucket": None,
             "source_size": None, "source_etag": None, "source_mtime": None, "source_fps": None,
             "source_duration_s": None}
     return window_table(base, windows, frames)

@@ -41,6 +41,7 @@ from pipeline.tokenize.schema import (
 log = logging.getLogger(__name__)
 
 WINDOWS_PER_YIELD = 4  # a few windows per yielded table: Ray cuts blocks at target_max_block_size
+TILE_FRAMES = 16  # v1.1 temporal tile (t_chunk_enc) for whole-clip pieces, as the official long-video inference
 
 
 # ---------------------------------------------------------------------------------------------------- bookkeeping
@@ -103,10 +104,16 @@ class DecodeInputs:
                 status = {**info, "status": res.status, "message": res.message or "", "num_windows": done}
                 self.layout.write_table(status_shard_name([row["source"]]), status_table([status]))
                 continue
-            base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps)}
+            h, w = windows[0].frames.shape[1:3]
+            base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps),
+                    "bucket": f"{h}x{w}" if self.cfg.buckets else None}
             for start in range(0, len(windows), WINDOWS_PER_YIELD):
                 chunk = windows[start:start + WINDOWS_PER_YIELD]
-                yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
+                if self.cfg.whole_clip:  # pieces differ in length (the last is shorter): one table per shape
+                    for piece in chunk:
+                        yield window_table(base, [piece], piece.frames[None])
+                else:
+                    yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
 
 
 # -------------------------------------------------------------------------------------------------- tokenizer stage
@@ -114,12 +121,14 @@ class TokenizeClips:
     """Callable class for `map_batches`: loads VidTok once per actor, encodes WINDOW_SCHEMA batches.
 
     `frames` (B, T, H, W, 3) uint8 -> model input (B, 3, T, H, W) float in [-1, 1] (`vidtok.video`). Output tokens:
-    (B, t, h, w) int32 FSQ ids, or (B, c, t, h, w) KL latent means as float16 / bfloat16 bytes. Usable without Ray
-    (`nodes=None`): the GPU benchmark times it directly.
+    (B, t, h, w) int32 FSQ ids, or (B, c, t, h, w) KL latent means as float16 / bfloat16 bytes. A batch holding
+    several shapes (decode.buckets, whole-clip pieces) is encoded one shape at a time, so the windows of one bucket
+    batch together. `tiling`: v1.1 temporal tiling (`t_chunk_enc=16`, overlap) for whole-clip pieces. Usable
+    without Ray (`nodes=None`): the GPU benchmark times it directly.
     """
 
     def __init__(self, preset: str, checkpoint: str | None, checkpoint_sha256: str, seed: int, precision: str,
-                 latent_dtype: str, storage_options: dict | None = None, nodes=None):
+                 latent_dtype: str, storage_options: dict | None = None, nodes=None, tiling: bool = False):
         import torch
 
         from vidtok import VidTok
@@ -132,6 +141,8 @@ class TokenizeClips:
         else:
             torch.manual_seed(seed)  # every actor builds the same random weights
             model = VidTok.from_config(preset)
+        if tiling:
+            model.use_tiling, model.t_chunk_enc, model.use_overlap = True, TILE_FRAMES, True
         self.model = model.eval().to(self.device)
         self.autocast = self.device.type == "cuda" and precision in ("auto", "bf16")
         self.token_dtype = "int32" if self.model.regularizer_kind == "fsq" else latent_dtype
@@ -147,6 +158,15 @@ class TokenizeClips:
         log.info("TokenizeClips: %s on %s (%s)", preset, self.device, "bf16 autocast" if self.autocast else "fp32")
 
     def __call__(self, windows: pa.Table) -> pa.Table:
+        groups: dict[tuple, list[int]] = {}
+        for i, shape in enumerate(zip(*(windows.column(c).to_pylist() for c in ("num_frames", "height", "width")))):
+            groups.setdefault(shape, []).append(i)
+        if len(groups) == 1:
+            return self._encode(windows)
+        return pa.concat_tables([self._encode(windows.take(pa.array(rows))) for rows in groups.values()])
+
+    def _encode(self, windows: pa.Table) -> pa.Table:
+        """Windows of one shape -> ENCODED rows."""
         import torch
 
         from vidtok.video import to_model_input
@@ -207,7 +227,7 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
                      fn_constructor_kwargs={"preset": cfg.preset, "checkpoint": cfg.checkpoint, "checkpoint_sha256": sha,
                                             "seed": cfg.seed, "precision": tk.precision,
                                             "latent_dtype": tk.latent_dtype, "storage_options": layout.storage_options,
-                                            "nodes": nodes})
+                                            "nodes": nodes, "tiling": decode_cfg.whole_clip})
         .map_batches(WriteTokenShard(layout, tokens_binary), batch_size=shard_rows, batch_format="pyarrow",
                      num_cpus=0.25)
     )

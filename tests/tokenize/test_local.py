@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, load_config
 from pipeline.tokenize.schema import clip_id, decode_tokens
 from pipeline.tokenize.run import run_tokenize
 from tests.tokenize.helpers import CLIPS, expected_windows, job_config, make_corpus, read_folder, token_rows
@@ -147,3 +147,37 @@ def test_tokenize_non_square_size_and_its_check(ray_local, tmp_path):
     assert set(zip(t.column("height").to_pylist(), t.column("width").to_pylist())) == {(32, 48)}
     with pytest.raises(ConfigError, match=r"decode.size=\[32, 44\].*spatial factor 8.*\[32, 40\]"):
         run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out2"), "decode.size=[32,44]"))
+
+
+def test_tokenize_buckets_by_aspect_ratio(ray_local, tmp_path):
+    """With decode.buckets each input goes to the bucket nearest its aspect ratio; the bucket is a column, the
+    token shape follows it, and mixed buckets in one tokenizer batch are encoded bucket by bucket."""
+    make_corpus(tmp_path / "in" / "wide", clips=CLIPS[:1], size=(128, 64))  # 2:1 -> [32, 64]
+    make_corpus(tmp_path / "in" / "tall", clips=CLIPS[:1], size=(64, 128))  # 1:2 -> [64, 32]
+    s = run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out"),
+                                "decode.buckets=[[32,32],[32,64],[64,32]]", "tokenizer.batch_size=8"))
+    assert s["failures_this_run"] == {} and s["buckets"] == [[32, 32], [32, 64], [64, 32]]
+    t = read_folder(LOCAL, str(tmp_path / "out/tokens")).to_pylist()
+    got = {os.path.basename(os.path.dirname(r["source"])): (r["bucket"], r["height"], r["width"], tuple(r["token_shape"]))
+           for r in t}
+    assert got == {"wide": ("32x64", 32, 64, (5, 4, 8)), "tall": ("64x32", 64, 32, (5, 8, 4))}
+
+
+def test_tokenize_whole_clip_pieces_and_reconstruct(ray_local, tmp_path):
+    """decode.whole_clip=true with a v1.1 preset: one row per piece of at most max_frames samples (the last one
+    shorter), each with its own token shape; the rows cover every sample once and reconstruct; v1.0 is refused."""
+    from pipeline.tokenize.reconstruct import ReconstructConfig, run_reconstruct
+
+    make_corpus(tmp_path / "in", clips=[(12.0, 25.0)])  # 36 samples at 3 FPS -> pieces of 16, 16, 4
+    preset = "vidtok_fsq_causal_488_32768_v1_1_tiny"
+    s = run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out"), f"preset={preset}",
+                                "decode.whole_clip=true", "decode.max_frames=16"))
+    rows = sorted(read_folder(LOCAL, str(tmp_path / "out/tokens")).to_pylist(), key=lambda r: r["window_index"])
+    assert [r["num_frames"] for r in rows] == [16, 16, 4] and s["windows_this_run"] == 3
+    assert [tuple(r["token_shape"]) for r in rows] == [(5, 4, 4), (5, 4, 4), (2, 4, 4)]  # tiled: 1 + ceil((T-1)/4)
+    assert sum((r["frame_indices"] for r in rows), []) == sorted(set(sum((r["frame_indices"] for r in rows), [])))
+    out = run_reconstruct(load_config(ReconstructConfig, None, [f"tokens={tmp_path / 'out'}", "num_clips=3",
+                                                                 f"out_dir={tmp_path / 'rec'}"]))
+    assert sorted(r["frames"] for r in out) == [4, 16, 16]
+    with pytest.raises(ConfigError, match="whole_clip=true needs a causal v1.1 preset"):
+        run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out2"), "decode.whole_clip=true"))
