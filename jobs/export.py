@@ -30,8 +30,9 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         results = run_export(cfg)
-    except DiffusersExportRefused as e:  # diffusers=require on a v1.0 model; the official files exist
-        print(f"export refused: {e}", file=sys.stderr)
+    except (DiffusersExportRefused, ValueError, FileNotFoundError) as e:
+        # unknown preset, missing checkpoint, checkpoint of another preset, diffusers=require on a v1.0 model
+        print(f"export failed: {e}", file=sys.stderr)
         return 2
     Path(cfg.output, "export_config.yaml").write_text(to_yaml(cfg))
     print(json.dumps(results, indent=2))

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING
-
 from vidtok.checkpoint import save_checkpoint_file
 from vidtok.config import VidTokConfig
 
@@ -153,16 +151,26 @@ def export_model(model, output: str | Path, name: Optional[str] = None, diffuser
 
 @dataclass
 class ExportConfig:
-    """`jobs/export.py`: `preset=<name> checkpoint=<official .ckpt/.safetensors> output=<folder>`."""
+    """`jobs/export.py`: `preset=<name> checkpoint=<official .ckpt/.safetensors> output=<folder>`.
 
-    preset: str = MISSING      # a preset name (vidtok.list_presets()) or an official-style YAML path
-    checkpoint: str = MISSING  # official weights to export (.ckpt / .pt / .safetensors)
-    output: str = MISSING      # folder for <name>.ckpt, <name>.safetensors and diffusers/
+    The three paths are required. They default to "" rather than omegaconf's MISSING because
+    `pipeline.config.load_config` cannot list the valid keys of a schema with MISSING fields (it reads their values
+    while reporting an unknown key); `__post_init__` names the missing one instead.
+    """
+
+    preset: str = ""           # a preset name (vidtok.list_presets()) or an official-style YAML path
+    checkpoint: str = ""       # official weights to export (.ckpt / .pt / .safetensors)
+    output: str = ""           # folder for <name>.ckpt, <name>.safetensors and diffusers/
     name: str = ""             # file base name; "" = the preset name
     diffusers: str = "auto"    # 'auto' | 'require' | 'skip' (see export_model)
     allow_unsafe_pickle: bool = False  # only for trusted .ckpt files that weights_only loading refuses
 
     def __post_init__(self) -> None:
+        examples = {"preset": "vidtok_fsq_causal_488_32768_v1_1", "checkpoint": "/ckpt/model.ckpt",
+                    "output": "/out/model"}
+        for key, example in examples.items():
+            if not getattr(self, key):
+                raise ValueError(f"{key} is required (e.g. {key}={example})")
         if self.diffusers not in DIFFUSERS_MODES:
             raise ValueError(f"diffusers={self.diffusers!r} is not one of {DIFFUSERS_MODES}; e.g. diffusers=auto")
 
