@@ -272,3 +272,21 @@ def test_diffusers_gap_v11_frame_count_not_1_mod_tdf():
     assert ours.shape == theirs.shape
     gap = (ours - theirs).abs().max().item()
     assert gap > 0.1, f"T=18 reconstructions agree (max diff {gap:.3e}); {FIXED_MSG}"
+
+
+@pytest.mark.skipif(not (GOLDEN / "v10_causal_fsq_488_262144" / "meta.json").exists(),
+                    reason=f"no golden case v10_causal_fsq_488_262144 at {GOLDEN}; set VIDTOK_SPEC_DIR")
+def test_diffusers_gap_v10_golden_ids_differ_from_official():
+    """PINNED GAP 1 on the official outputs: diffusers on the v1.0 golden state dict misses most official FSQ ids."""
+    from diffusers import AutoencoderVidTok
+
+    g = GOLDEN / "v10_causal_fsq_488_262144"
+    model = VidTok.from_config(g / "config.yaml")
+    d = AutoencoderVidTok(**diffusers_config(model.config.replace(family="causal_v1_1")))
+    d.load_state_dict(extract_inference_state_dict(torch.load(g / "state_dict.pt", weights_only=True)), strict=True)
+    expected = torch.load(g / "expected.pt", weights_only=True)["indices"]
+    with torch.no_grad():
+        _, ids, _ = _diffusers_encode(d.eval(), model, torch.load(g / "input.pt", weights_only=True))
+    assert ids.shape == expected.shape
+    differ = int((ids.to(torch.int64) != expected.to(torch.int64)).sum())
+    assert differ > expected.numel() // 2, f"only {differ} of {expected.numel()} official v1.0 ids differ; {FIXED_MSG}"
