@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	  $(SUDO) apt-get install -y -q python3-venv >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv; }; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test,interop]'
 	@touch $@
 
 demo: setup

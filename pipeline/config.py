@@ -98,8 +98,9 @@ def load_config(schema: type[T], yaml_path: str | Path | None = None, overrides:
 
 def _valid_keys(cfg: Any, prefix: str = "") -> str:
     keys: list[str] = []
-    for k, v in cfg.items() if hasattr(cfg, "items") else []:
+    for k in cfg.keys() if OmegaConf.is_dict(cfg) else []:
         full = f"{prefix}{k}"
+        v = cfg._get_node(k)  # the node, not its value: a required (MISSING) key must not raise here
         if OmegaConf.is_dict(v) and len(v) > 0:
             keys.append(_valid_keys(v, full + "."))
         else:

@@ -102,3 +102,18 @@ def test_train_stage2_finds_stage1_by_preset_and_output_whatever_the_name(tmp_pa
     assert paths.init_from == str(tmp_path / f"{cfg.preset}_stage1")
     cfg = load_config(TrainConfig, None, ["stage=2", "output=s3://b/runs", "init_from=s3://b/other/run"])
     assert TrainPaths.of(cfg).init_from == "s3://b/other/run"
+
+
+def test_load_config_unknown_key_with_required_fields_names_it():
+    """A schema with a required (MISSING) field still reports an unknown key by name (no MissingMandatoryValue)."""
+    from omegaconf import MISSING
+
+    @dataclass
+    class Needs:
+        preset: str = MISSING
+        output: str = "x"
+
+    with pytest.raises(ConfigError, match="colour.*valid keys: preset, output"):
+        load_config(Needs, None, ["preset=a", "colour=red"])
+    with pytest.raises(ConfigError, match="required config key.*preset"):
+        load_config(Needs, None, [])

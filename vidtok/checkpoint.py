@@ -1,16 +1,18 @@
-"""Reading official VidTok checkpoints safely (spec checkpoints.md §1-§3).
+"""Reading and writing official VidTok checkpoints safely (spec checkpoints.md §1-§3).
 
 Released files are PyTorch-Lightning checkpoints: a dict whose `state_dict` holds `encoder.*`, `decoder.*` and the
 training-only `loss.*` tensors (possibly `model_ema.*`). The official loader accepts a Lightning dict, a bare
 state dict, or a `.safetensors` file; so does `load_checkpoint_file`. Unlike the official `torch.load(path)`,
 files are read with `weights_only=True`; anything that needs full unpickling is refused unless the caller opts in
-with `allow_unsafe_pickle=True` (arbitrary code execution: trusted files only).
+with `allow_unsafe_pickle=True` (arbitrary code execution: trusted files only). `save_checkpoint_file` writes the
+same two layouts back (a `{'state_dict': ...}` `.ckpt`, a bare `.safetensors`), so the official loader reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,6 +57,30 @@ def load_checkpoint_file(path: str | Path, allow_unsafe_pickle: bool = False) ->
                 "allow_unsafe_pickle=True (this can execute arbitrary code).") from err
         log.warning("loading %s with weights_only=False (allow_unsafe_pickle=True)", path)
         return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_checkpoint_file(state_dict: Mapping[str, torch.Tensor], path: str | Path,
+                         metadata: Mapping[str, str] | None = None) -> Path:
+    """Write official-key tensors to `.safetensors` (bare) or `.ckpt`/`.pt`/`.pth` (`{'state_dict': ...}`, like a
+    stripped Lightning file), via a temporary file and `os.replace`, so a reader never sees a half-written file.
+
+    Tensors are copied to contiguous CPU memory (safetensors refuses shared or strided storage). `metadata` goes into
+    the safetensors header (string values); `.ckpt` files carry only the state dict.
+    """
+    path = Path(path)
+    if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
+        raise ValueError(f"unknown checkpoint suffix {path.suffix!r} in {path}; use .safetensors or .ckpt")
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(tmp), metadata={"format": "pt", **dict(metadata or {})})
+    else:
+        torch.save({"state_dict": tensors}, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def extract_inference_state_dict(obj: Any) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ over uint8 clips and accumulates.
 FVD needs an I3D feature extractor, never downloaded: pass a local TorchScript file in StyleGAN-V's
 `i3d_torchscript.pt` convention (`detector(videos (B, 3, T, H, W) float in [-1, 1], rescale=False, resize=True,
 return_features=True)` -> `(B, 400)` features); FVD is then the Fréchet distance between the feature Gaussians of
-real and reconstructed clips.
+real and reconstructed clips (`vidtok.metrics.FeatureStats`: streaming, mergeable across workers, guarded sqrtm).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from pipeline.decode.previews import grid_png, side_by_side_mp4
 from pipeline.storage import join, write_bytes
-from vidtok.metrics import lpips_per_frame, psnr_per_frame, ssim_per_frame
+from vidtok.metrics import FeatureStats, lpips_per_frame, psnr_per_frame, ssim_per_frame
 from vidtok.video import to_model_input, to_uint8_frames
 
 
@@ -34,8 +34,8 @@ class MetricSums:
     ssim: float = 0.0
     lpips: float = 0.0
     has_lpips: bool = False
-    real_feats: list = field(default_factory=list)
-    fake_feats: list = field(default_factory=list)
+    real: FeatureStats = field(default_factory=FeatureStats)  # I3D features of the inputs (FVD)
+    fake: FeatureStats = field(default_factory=FeatureStats)  # ... and of the reconstructions
 
     def add(self, x: torch.Tensor, recon: torch.Tensor, lpips_module=None) -> None:
         """`x, recon: (B, 3, T, H, W)` float in [-1, 1] (recon is clamped inside the metrics)."""
@@ -54,8 +54,8 @@ class MetricSums:
         self.ssim += other.ssim
         self.lpips += other.lpips
         self.has_lpips = self.has_lpips or other.has_lpips
-        self.real_feats.extend(other.real_feats)
-        self.fake_feats.extend(other.fake_feats)
+        self.real.merge(other.real)
+        self.fake.merge(other.fake)
 
     def result(self, with_fvd: bool = True) -> dict[str, float]:
         """Frame means; `fvd` over every collected clip (a distribution distance: only meaningful over a whole set,
@@ -64,9 +64,9 @@ class MetricSums:
         out = {"psnr": self.psnr / n, "ssim": self.ssim / n, "frames": float(self.frames)}
         if self.has_lpips:
             out["lpips"] = self.lpips / n
-        if with_fvd and self.real_feats:
-            out["fvd"] = frechet_distance(np.concatenate(self.real_feats), np.concatenate(self.fake_feats))
-            out["fvd_clips"] = float(sum(len(f) for f in self.real_feats))
+        if with_fvd and self.real.count:
+            out["fvd"] = self.real.frechet_distance(self.fake)
+            out["fvd_clips"] = float(self.real.count)
         return out
 
 
@@ -93,8 +93,8 @@ def accumulate_clips(model, clips_uint8, device, lpips_module=None, i3d=None, ba
     for x, recon in reconstruct_clips(model, clips_uint8, device, batch_size, autocast_dtype):
         sums.add(x, recon, lpips_module)
         if i3d is not None:
-            sums.real_feats.append(i3d_features(i3d, x))
-            sums.fake_feats.append(i3d_features(i3d, recon.clamp(-1, 1)))
+            sums.real.update(i3d_features(i3d, x))
+            sums.fake.update(i3d_features(i3d, recon.clamp(-1, 1)))
         if len(kept) < keep:
             kept.append((x.cpu(), recon.cpu()))
     model.train(was_training)
@@ -124,17 +124,6 @@ def i3d_features(detector, video: torch.Tensor) -> np.ndarray:
     """`video (B, 3, T, H, W)` float in [-1, 1] -> `(B, D)` float64 I3D features."""
     feats = detector(video.float(), rescale=False, resize=True, return_features=True)
     return feats.detach().double().cpu().numpy()
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature rows `a (N, D)` and `b (M, D)`."""
-    from scipy import linalg
-
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1 = np.cov(a, rowvar=False) if len(a) > 1 else np.zeros((a.shape[1], a.shape[1]))
-    s2 = np.cov(b, rowvar=False) if len(b) > 1 else np.zeros((b.shape[1], b.shape[1]))
-    covmean = np.real(linalg.sqrtm(s1.dot(s2)))
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 # --------------------------------------------------------------------------------------------------- previews
