@@ -145,7 +145,7 @@ def test_tokenize_non_square_size_and_its_check(ray_local, tmp_path):
     assert s["size"] == [32, 48] and s["token_shape"] == [5, 4, 6]
     t = read_folder(LOCAL, str(tmp_path / "out/tokens"))
     assert set(zip(t.column("height").to_pylist(), t.column("width").to_pylist())) == {(32, 48)}
-    with pytest.raises(ConfigError, match=r"decode.size=\[32, 44\].*spatial factor 8.*\[32, 40\]"):
+    with pytest.raises(ConfigError, match=r"decode.size: \[32, 44\].*spatial factor 8.*\[32, 40\]"):
         run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out2"), "decode.size=[32,44]"))
 
 
