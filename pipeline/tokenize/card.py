@@ -93,7 +93,7 @@ print("windows:", table.num_rows)
 {duck_setup}print(duckdb.sql(f"SELECT status, count(*) AS inputs FROM read_parquet('{{OUT}}/status/*.parquet') GROUP BY status"))
 per_source = duckdb.sql(f"SELECT source, count(*) AS windows FROM read_parquet('{{OUT}}/tokens/*.parquet') GROUP BY source")
 print(per_source)
-print("windows:", duckdb.sql("SELECT sum(windows) FROM per_source").fetchone()[0])
+print("windows:", duckdb.sql("SELECT sum(windows) FROM per_source").fetchall()[0][0])
 """,
         "Hugging Face datasets": f"""import numpy as np
 from datasets import load_dataset
