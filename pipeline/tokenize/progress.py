@@ -109,21 +109,25 @@ class ProgressReporter:
                  emit: Callable[[Snapshot], None] | None = None):
         self.total_inputs, self.every_s, self.clock = total_inputs, every_s, clock
         self.emit = emit or (lambda snap: log.info("%s", snap.line()))
-        self.start = clock()
-        self.next_due = self.start + every_s
+        self.restart()
+
+    def restart(self) -> None:
+        """Measure from now (the chain starts: Ray start-up and planning do not count against the rates)."""
+        self.start = self.clock()
+        self.next_due = self.start + self.every_s
 
     def snapshot(self, counts: Counts) -> Snapshot:
         return Snapshot(counts, self.total_inputs, self.clock() - self.start)
 
     def maybe_report(self, counts: Callable[[], Counts]) -> Snapshot | None:
         """Emit a line if one is due (`counts` is only evaluated then); returns the snapshot emitted, or None."""
-        now = self.clock()
-        if now < self.next_due:
+        if self.clock() < self.next_due:
             return None
-        while self.next_due <= now:  # a late tick does not cause a burst of catch-up lines
-            self.next_due += self.every_s
         snap = self.snapshot(counts())
         self.emit(snap)
+        now = self.clock()  # after `counts()`, which may have waited on the cluster
+        while self.next_due <= now:  # a late tick does not cause a burst of catch-up lines
+            self.next_due += self.every_s
         return snap
 
     def final(self, counts: Counts) -> Snapshot:
@@ -216,6 +220,7 @@ class RunProgress:
     def attach(self, nodes) -> "RunProgress":
         """Start reporting (Ray is up: metrics can be registered); `nodes` is the RunNodes handle or None."""
         self.nodes = nodes
+        self.reporter.restart()
         try:
             self.metrics = RayMetrics(self.run_id)
         except Exception as e:
