@@ -65,7 +65,9 @@ def snippets(url: str, token_dtype: str) -> dict[str, str]:
     remote = is_remote(url)
     duck_setup = ('duckdb.sql("INSTALL httpfs; LOAD httpfs; CREATE SECRET (TYPE s3, PROVIDER credential_chain)")\n'
                   if remote else "")
-    hf_opts = "" if not remote else ", storage_options={}  # e.g. {'client_kwargs': {'endpoint_url': ...}}"
+    hf_setup = ("storage_options = {}  # s3fs options; {}: the AWS environment (e.g. AWS_ENDPOINT_URL, AWS_PROFILE)\n"
+                if remote else "")
+    hf_opts = ", storage_options=storage_options" if remote else ""
     return {
         "pandas": f"""import numpy as np
 import pandas as pd
@@ -99,7 +101,7 @@ print("windows:", duckdb.sql("SELECT sum(windows) FROM per_source").fetchall()[0
 from datasets import load_dataset
 
 {out}
-tokens = load_dataset("parquet", data_files=f"{{OUT}}/tokens/*.parquet", split="train"{hf_opts})
+{hf_setup}tokens = load_dataset("parquet", data_files=f"{{OUT}}/tokens/*.parquet", split="train"{hf_opts})
 row = tokens[0]
 {_decode_line(token_dtype)}
 print(tokens.features["token_shape"], arr.shape)
@@ -108,9 +110,14 @@ print("windows:", tokens.num_rows)
     }
 
 
-def render_card(url: str, summary: dict, fps: float, token_dtype: str) -> str:
-    """The card's Markdown for an output at `url` with its run `summary` (summary.json)."""
+def render_card(url: str, summary: dict, fps: float, token_dtype: str, stride: int | None = None,
+                tail: str = "skip") -> str:
+    """The card's Markdown for an output at `url` with its run `summary` (summary.json) and the decode settings
+    that are not in the summary (`fps`, window `stride` in samples (None: = num_frames), `tail` policy)."""
     s = summary
+    stride = stride or s["num_frames"]
+    windows_text = ("consecutive, non-overlapping" if stride == s["num_frames"] else
+                    f"a new window every {stride} samples") + f"; the samples after the last full window: `tail={tail}`"
     size = s.get("size")
     size_text = f"{size[0]}×{size[1]}" if isinstance(size, (list, tuple)) else f"{size}×{size}"
     shape = tuple(s["token_shape"])
@@ -149,7 +156,7 @@ project's code.
 | weights | {weights} |
 | sampling | {fps:g} frames per second by presentation timestamps (`t_k = t_0 + k / {fps:g}`, the frame on screen at `t_k`) |
 | frame size | {size_text} (short side resized, bilinear + antialias, centre crop) |
-| frames per window | {s['num_frames']} (consecutive non-overlapping windows; the tail that does not fill one is dropped) |
+| frames per window | {s['num_frames']} ({windows_text}) |
 | token dtype | `{token_dtype}` |
 | token shape | `{list(shape)}` = {axes}, C order, flattened in the `tokens` column |
 
@@ -208,4 +215,5 @@ _stats/<run_id>.txt       Ray Data execution statistics of each run
 def write_card(layout: OutputLayout, summary: dict, cfg) -> str:
     """Write `README.md` (the card) under `layout` for a run of `cfg` (TokenizeJobConfig); returns its path."""
     token_dtype = "int32" if summary["regularizer"] == "fsq" else cfg.tokenizer.latent_dtype
-    return layout.write_bytes("README.md", render_card(layout.url_of(), summary, cfg.decode.fps, token_dtype).encode())
+    card = render_card(layout.url_of(), summary, cfg.decode.fps, token_dtype, cfg.decode.stride, cfg.decode.tail)
+    return layout.write_bytes("README.md", card.encode())
