@@ -118,10 +118,19 @@ def render_card(url: str, summary: dict, fps: float, token_dtype: str, stride: i
     stride = stride or s["num_frames"]
     windows_text = ("consecutive, non-overlapping" if stride == s["num_frames"] else
                     f"a new window every {stride} samples") + f"; the samples after the last full window: `tail={tail}`"
+    frames_text = f"{s['num_frames']} ({windows_text})"
+    if s.get("whole_clip"):
+        frames_text = "whole clips (pieces of at most `decode.max_frames` samples; `num_frames` per row)"
     size = s.get("size")
     size_text = f"{size[0]}×{size[1]}" if isinstance(size, (list, tuple)) else f"{size}×{size}"
+    if s.get("buckets"):  # decode.buckets: each input went to the size nearest its aspect ratio
+        size_text = (", ".join(f"{h}×{w}" for h, w in s["buckets"]) + " (each input in the bucket nearest its display "
+                     "aspect ratio, column `bucket`)")
     shape = tuple(s["token_shape"])
     axes = "(t, h, w)" if s["regularizer"] == "fsq" else "(c, t, h, w)"
+    shape_text = f"`{list(shape)}` = {axes}"
+    if s.get("buckets") or s.get("whole_clip"):
+        shape_text = f"per row in `token_shape`, {axes}; at most `{list(shape)}`"
     weights = (f"`{s['checkpoint_sha256']}` — **RANDOM WEIGHTS**: these tokens only demonstrate the pipeline"
                if s.get("random_weights") else f"sha256 `{s['checkpoint_sha256']}`")
     fails = s.get("failures_total") or {}
@@ -144,7 +153,7 @@ configs:
 # VidTok tokens: `{url}`
 
 Video tokens made by the vidtok-pipeline tokenize job (a re-implementation of Microsoft's VidTok;
-`jobs/tokenize_corpus.py`) from `{s['input']}`: one Parquet row per window of {s['num_frames']} frames. Last run
+`jobs/tokenize_corpus.py`) from `{s['input']}`: one Parquet row per {'clip piece' if s.get('whole_clip') else 'window'}. Last run
 `{s['run_id']}`, card written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Plain Parquet: any reader works without this
 project's code.
 
@@ -156,9 +165,9 @@ project's code.
 | weights | {weights} |
 | sampling | {fps:g} frames per second by presentation timestamps (`t_k = t_0 + k / {fps:g}`, the frame on screen at `t_k`) |
 | frame size | {size_text} (short side resized, bilinear + antialias, centre crop) |
-| frames per window | {s['num_frames']} ({windows_text}) |
+| frames per window | {frames_text} |
 | token dtype | `{token_dtype}` |
-| token shape | `{list(shape)}` = {axes}, C order, flattened in the `tokens` column |
+| token shape | {shape_text}, C order, flattened in the `tokens` column |
 
 Back to video (input | reconstruction side by side as mp4, plus a PNG grid), from a checkout of vidtok-pipeline:
 

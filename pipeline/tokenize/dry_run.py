@@ -8,7 +8,7 @@ The estimate. Sizes and durations are not in a listing, so `dry_run_probe` pendi
 sample: every pending input equally likely, the same sample each time) are probed with `pipeline.decode.probe` —
 container and packet timestamps only, no decoding; remote files are downloaded for that, one at a time. Each probe
 gives the exact sample count at `decode.fps` (the timestamp rule of `pipeline.decode.resample`; the duration where a
-container has no timestamps) and hence the windows (`pipeline.decode.windows.plan_windows`), minus windows already
+container has no timestamps) and hence the windows (`DecodeConfig.window_plan`, what the decode stage cuts), minus windows already
 committed. When every pending input was probed, the figures are exact up to decode-time surprises; otherwise they
 are extrapolated — by bytes when the listing gives every size (windows per byte of the sample × bytes to do), else
 per input — and say so ("estimate from N of M inputs"). Probe failures are counted by reason as expected failures.
@@ -30,7 +30,6 @@ from pipeline.decode.probe import probe
 from pipeline.decode.resample import select_frames
 from pipeline.decode.source import open_source
 from pipeline.decode.status import CORRUPT, TOO_SHORT
-from pipeline.decode.windows import plan_windows
 from pipeline.inputs import iter_inputs
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.commit import load_resume_state, write_plan
@@ -113,7 +112,7 @@ def probe_windows(source: str, decode: DecodeConfig, storage_options: dict | Non
         samples = len(select_frames(info.pts_ticks, info.end_tick, decode.fps, info.time_base, info.rates)[0])
     else:  # no presentation times (AVI, MPEG-PS): t_k = k / fps < duration
         samples = math.ceil(info.duration_s * decode.fps) if info.duration_s > 0 else 0
-    n = len(plan_windows(samples, decode.frames_per_window, decode.window_stride, decode.tail).spans)
+    n = len(decode.window_plan(samples).spans)  # the decode stage's own rule (windows, or whole-clip pieces)
     if n == 0:
         raise DecodeError(TOO_SHORT, f"{samples} samples at {decode.fps:g} fps: shorter than one window")
     return n, float(info.duration_s)

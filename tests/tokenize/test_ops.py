@@ -246,3 +246,16 @@ def test_ops_dry_run_job_exits_0_without_starting_ray(run, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "dry run: nothing decoded" in r.stdout and "expected windows: 3" in r.stdout
     assert "Ray" not in r.stderr.replace("RayConfig", "") and not (tmp_path / "o").exists(), r.stderr[-3000:]
+
+
+def test_ops_card_describes_buckets_and_whole_clips(run):
+    """With decode.buckets the card lists the bucket sizes and says the shape is per row; whole-clip outputs say
+    rows are clip pieces (the summary carries both settings)."""
+    from pipeline.tokenize.card import render_card
+
+    _, _, summary, _ = run
+    card = render_card("/o", {**summary, "buckets": [[32, 48], [48, 32]], "token_shape": [5, 4, 6]}, 3.0, "int32")
+    assert "| frame size | 32×48, 48×32 (each input in the bucket nearest its display aspect ratio" in card
+    assert "| token shape | per row in `token_shape`, (t, h, w); at most `[5, 4, 6]`" in card
+    whole = render_card("/o", {**summary, "whole_clip": True}, 3.0, "int32")
+    assert "one Parquet row per clip piece" in whole and "| frames per window | whole clips" in whole
