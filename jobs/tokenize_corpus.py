@@ -3,6 +3,7 @@
     python jobs/tokenize_corpus.py                                   # embedded default: sample corpus, tiny preset
     python jobs/tokenize_corpus.py input=s3://b/videos output=s3://b/tokens preset=vidtok_fsq_causal_488_32768 \\
         checkpoint=/ckpt/vidtok_fsq_causal_488_32768.ckpt tokenizer.max_actors=8
+    python jobs/tokenize_corpus.py input=s3://b/videos output=s3://b/tokens dry_run=true   # counts + estimate only
     ray job submit --working-dir . -- python jobs/tokenize_corpus.py input=... output=...
 
 Config: jobs/configs/tokenize_corpus.yaml + key=value overrides. Rerunning the same command resumes an interrupted
@@ -22,6 +23,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tokenize_corpus.
 
 
 def main(cfg: TokenizeJobConfig) -> int:
+    if cfg.dry_run:  # list, plan, estimate; no Ray, nothing written
+        from pipeline.tokenize.dry_run import dry_run
+
+        print(dry_run(cfg).text())
+        return 0
     from pipeline.tokenize.run import run_tokenize
 
     summary = run_tokenize(cfg)

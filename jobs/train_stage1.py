@@ -24,6 +24,11 @@ def main(cfg: TrainConfig) -> int:
 
     if cfg.stage != 1:
         raise ConfigError(f"stage={cfg.stage}: jobs/train_stage1.py runs stage 1; use jobs/train_stage2.py")
+    if cfg.dry_run:  # schedule, inputs, split; Ray Train is not started
+        from pipeline.train.run import describe_run
+
+        print(describe_run(cfg))
+        return 0
     summary = run_training(cfg)
     print(f"stage 1 run:        {summary.run_dir}")
     print(f"latest checkpoint:  {summary.checkpoint}")

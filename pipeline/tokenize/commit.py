@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -116,11 +116,12 @@ class Plan:
 
 
 def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeState, run_id: str,
-               limit: int = 0) -> Plan:
+               limit: int = 0, dry_run: bool = False, on_pending: Callable[[pa.Table], None] | None = None) -> Plan:
     """Stream input chunks, drop inputs already done (and repeats), and write the rest to `_plan/<run_id>/`.
 
     Inputs whose committed windows already reach their total (a crash between the last token shard and the status
     flush) are returned in `complete_without_decode`: the driver writes their status rows without decoding them again.
+    `dry_run` counts without writing anything; `on_pending` sees every PLAN_SCHEMA chunk (the dry run's estimate).
     """
     done = state.done
     seen: set[str] = set()
@@ -150,7 +151,10 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
             t = chunk.take(pa.array(keep, pa.int64()))
             t = t.append_column(PLAN_SCHEMA.field("skip_windows"), pa.array(skip_w, pa.list_(pa.int32())))
             t = t.append_column(PLAN_SCHEMA.field("prev_windows"), pa.array(prev, pa.int32()))
-            files.append(layout.write_table(f"_plan/{run_id}/plan-{len(files):06d}.parquet", t))
+            if on_pending is not None:
+                on_pending(t)
+            if not dry_run:
+                files.append(layout.write_table(f"_plan/{run_id}/plan-{len(files):06d}.parquet", t))
             pending += len(keep)
         if limit and pending + len(complete) >= limit:
             break

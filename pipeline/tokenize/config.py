@@ -90,6 +90,9 @@ class TokenizeJobConfig:
     extensions: list[str] = field(default_factory=lambda: [
         ".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".flv", ".wmv", ".ogv"])
     limit: Optional[int] = None  # process at most this many inputs (null = all); handy for a smoke run
+    dry_run: bool = False  # list and plan, print counts and the estimated windows / video hours, write nothing
+    dry_run_probe: int = 32  # dry run: inputs probed (container only, no decoding) to estimate windows; all if fewer
+    progress_every_s: float = 30.0  # seconds between progress lines (and Ray metric updates) while the job runs
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     decode_task: DecodeTaskConfig = field(default_factory=DecodeTaskConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -102,6 +105,8 @@ class TokenizeJobConfig:
         _check(bool(self.output), "output must be set (a local folder or s3://bucket/prefix)")
         _check(bool(self.preset), "preset must name a VidTok preset (see vidtok.list_presets())")
         _check(self.limit is None or self.limit >= 1, f"limit must be >= 1 or null (all inputs), found {self.limit}")
+        _check(self.dry_run_probe >= 0, f"dry_run_probe must be >= 0 (0: no estimate), found {self.dry_run_probe}")
+        _check(self.progress_every_s > 0, f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")
         self.extensions = [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions]
 
     def identity(self, decode: DecodeConfig) -> dict:

@@ -32,7 +32,9 @@ from pipeline.inputs import iter_inputs
 from pipeline.ray_utils import init_ray
 from pipeline.storage import OutputLayout, sha256_of
 from pipeline.tokenize.commit import load_resume_state, read_new_status, status_shard_name, write_json, write_plan
+from pipeline.tokenize.card import write_card
 from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
+from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
 from pipeline.tokenize.stages import RunNodes, build_dataset
 from vidtok import VidTok
@@ -170,6 +172,8 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     layout.remove("_SUCCESS")  # work is pending: readers must not take the output as complete until it is done
     layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
     tracker = StatusTracker(layout, cfg.shards.status_every_inputs, cfg.shards.status_every_s)
+    progress = RunProgress(layout, run_id, plan.pending + len(plan.complete_without_decode), cfg.progress_every_s,
+                           tracker)  # progress lines, Ray metrics, _stats/<run_id>.txt (pipeline/tokenize/progress.py)
     for row in plan.complete_without_decode:
         tracker.finish({**row, "status": "ok", "message": ""}, row["num_windows"])
     t_run = time.time()
@@ -178,10 +182,11 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
         frames = decode.max_frames if decode.whole_clip else decode.num_frames
         row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * frames
         shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
-        nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker)
+        nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker, progress)
     tracker.maybe_flush(force=True)
     for row in read_new_status(layout, state.status_files | tracker.written):  # committed by the decode stage
         tracker.count(row["status"], row["source_duration_s"])
+    progress.final()
     expected = plan.pending + len(plan.complete_without_decode)
     if tracker.finished != expected or tracker.inflight:
         raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "
@@ -206,13 +211,14 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
         "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes,
     }
     write_json(layout, "summary.json", summary)
+    write_card(layout, summary, cfg)  # README.md: the dataset card (pipeline/tokenize/card.py)
     layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
     layout.write_bytes("_SUCCESS", b"")
     return summary
 
 
 def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConfig, layout: OutputLayout, sha: str,
-               tokens_binary: bool, shard_rows: int, tracker: StatusTracker) -> dict:
+               tokens_binary: bool, shard_rows: int, tracker: StatusTracker, progress: RunProgress) -> dict:
     """Run the Ray Data chain over the plan, feeding `tracker`; returns where the stages ran (RunNodes)."""
     started = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
     try:
@@ -221,8 +227,10 @@ def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConf
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         nodes = ray.remote(num_cpus=0)(RunNodes).remote()
         ds = build_dataset(plan_files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, nodes)
-        for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            tracker.consume(written)
+        with progress.attach(nodes):
+            for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                tracker.consume(written)
+        progress.save_stats(ds)
         seen = ray.get(nodes.get.remote())
         ray.kill(nodes)
         return seen

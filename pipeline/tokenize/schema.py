@@ -41,7 +41,7 @@ _SOURCE_FIELDS = [
     pa.field("source_etag", pa.string()),  # object-store ETag (None for local files)
     pa.field("source_mtime", pa.float64()),  # last-modified, seconds since the epoch (None if unknown)
     pa.field("source_fps", pa.float64()),  # nominal/average fps of the source (informational)
-    pa.field("source_duration_s", pa.float64()),
+    pa.field("source_duration_s", pa.float64()),  # duration of the source's video stream, s
 ]
 
 
@@ -55,10 +55,10 @@ _WINDOW_FIELDS = [
     pa.field("num_windows", pa.int32(), nullable=False),  # windows the source yields in total
     pa.field("frame_timestamps", pa.list_(pa.float64())),  # (num_frames,) presentation times, s
     pa.field("frame_indices", pa.list_(pa.int64())),  # (num_frames,) source frame indices
-    pa.field("sample_fps", pa.float64()),
-    pa.field("num_frames", pa.int32()),
+    pa.field("sample_fps", pa.float64()),  # the sampling rate (decode.fps, 3.0)
+    pa.field("num_frames", pa.int32()),  # frames per window as tokenized (17 causal, 16 non-causal)
     pa.field("height", pa.int32()),  # pixels of the tokenized frames
-    pa.field("width", pa.int32()),
+    pa.field("width", pa.int32()),  # pixels of the tokenized frames
     pa.field("decode_backend", pa.string()),  # decord | pyav
     pa.field("bucket", pa.string()),  # "<h>x<w>" of the decode.buckets entry the input went to (null without buckets)
 ]
@@ -66,7 +66,7 @@ _TOKEN_FIELDS = [
     pa.field("tokenizer", pa.string()),  # VidTok preset name
     pa.field("checkpoint_sha256", pa.string()),  # sha256 of the weights file, or "random-init-seed-<n>"
     pa.field("token_dtype", pa.string()),  # int32 | float16 | bfloat16
-    pa.field("token_shape", pa.list_(pa.int32())),
+    pa.field("token_shape", pa.list_(pa.int32())),  # FSQ (t, h, w); KL (c, t, h, w)
 ]
 _PREV = pa.field("prev_windows", pa.int32())  # resume bookkeeping: windows of the source committed before this run
 
@@ -88,8 +88,9 @@ def encoded_schema(tokens_binary: bool) -> pa.Schema:
 def token_schema(tokens_binary: bool) -> pa.Schema:
     """The token table; `tokens_binary` for KL latents (raw float16/bfloat16 bytes), else FSQ int32 id lists."""
     return pa.schema(
-        [pa.field("clip_id", pa.string(), nullable=False)] + _SOURCE_FIELDS + _WINDOW_FIELDS + _TOKEN_FIELDS
-        + [pa.field("tokens", tokens_type(tokens_binary))],
+        [pa.field("clip_id", pa.string(), nullable=False)]  # stable id: 16 hex of sha1(source) + '-' + window index
+        + _SOURCE_FIELDS + _WINDOW_FIELDS + _TOKEN_FIELDS
+        + [pa.field("tokens", tokens_type(tokens_binary))],  # FSQ: int32 ids, C order; KL: raw little-endian halves
         metadata={"vidtok_pipeline.schema_version": SCHEMA_VERSION, "vidtok_pipeline.table": "tokens"},
     )
 

@@ -50,12 +50,26 @@ class RunNodes:
 
     def __init__(self):
         self.seen: dict[str, set] = {"decode": set(), "tokenizer": set(), "tokenizer_device": set()}
+        self.done: set[int] = set()  # hashes of the sources the decode stage finished (a retried task reports again)
+        self.counts: dict = {"inputs": 0, "video_s": 0.0, "reasons": {}}
 
     def add(self, kind: str, value: str) -> None:
         self.seen[kind].add(value)
 
     def get(self) -> dict[str, list]:
         return {k: sorted(v) for k, v in self.seen.items()}
+
+    def finish(self, source: str, status: str, duration_s: float | None) -> None:
+        """An input the decode stage finished itself (a failure, or nothing left to encode): live progress."""
+        if hash(source) not in self.done:
+            self.done.add(hash(source))
+            self.counts["inputs"] += 1
+            self.counts["video_s"] += duration_s or 0.0
+            self.counts["reasons"][status] = self.counts["reasons"].get(status, 0) + 1
+
+    def finished(self) -> dict:
+        """`{"inputs", "video_s", "reasons"}` of the inputs reported through `finish` (pipeline/tokenize/progress.py)."""
+        return self.counts
 
 
 def _report(nodes, kind: str, value: str | None = None) -> None:
@@ -103,6 +117,8 @@ class DecodeInputs:
                 done = res.num_windows_total if res.status == "ok" else row["prev_windows"]
                 status = {**info, "status": res.status, "message": res.message or "", "num_windows": done}
                 self.layout.write_table(status_shard_name([row["source"]]), status_table([status]))
+                if self.nodes is not None:  # live progress: the driver learns of this input only at the end
+                    self.nodes.finish.remote(row["source"], res.status, res.duration_s or None)
                 continue
             h, w = windows[0].frames.shape[1:3]
             base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps),

@@ -82,6 +82,7 @@ class TrainConfig:
     preview_clips: int = 2  # reconstructions written as mp4 + PNG per validation
     log_every: Optional[int] = None  # steps between metric reports; null: the schedule's
     export: bool = True  # write official-layout weights at the end
+    dry_run: bool = False  # print the resolved schedule, the inputs and the train/val split, then exit (no Ray)
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # size null: the schedule's (128 stage 1, 256 stage 2)
     decode_task: DecodeTaskConfig = field(default_factory=DecodeTaskConfig)
     data: DataConfig = field(default_factory=DataConfig)

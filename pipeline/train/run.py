@@ -84,6 +84,38 @@ def resolve_inputs(cfg: TrainConfig, paths: TrainPaths) -> tuple[list[str], list
     return urls[:-k], urls[-k:]
 
 
+def describe_run(cfg: TrainConfig) -> str:
+    """`dry_run=true`: the resolved schedule, the inputs found and their train/val split; starts nothing, and does
+    not generate the sample corpus an empty `input` stands for."""
+    paths = TrainPaths.of(cfg)
+    num_frames = cfg.decode.num_frames or preset_config(cfg.preset).default_num_frames
+    kind = "full model" if cfg.stage == 1 else "decoder only, encoder frozen"
+    lines = [f"dry run: training not started (stage {cfg.stage}, {kind}; schedule {cfg.schedule})",
+             f"  preset:       {cfg.preset}",
+             f"  steps:        {cfg.steps}, global batch {cfg.batch_size} = {cfg.per_worker_batch} per worker x "
+             f"{cfg.num_workers} workers ({'GPU' if cfg.use_gpu else 'CPU'})",
+             f"  clips:        {num_frames} frames at {cfg.decode.fps:g} fps, {cfg.decode.size}x{cfg.decode.size}; "
+             f"{cfg.steps * cfg.batch_size} clips drawn in all",
+             f"  cadence:      checkpoint every {cfg.checkpoint_every} steps (keep {cfg.keep_checkpoints}), validation "
+             f"every {cfg.val_every} ({cfg.val_clips} clips), metrics every {cfg.log_every}",
+             f"  run dir:      {paths.run_dir} (resumes from: "
+             f"{latest_checkpoint_dir(paths.run_dir, cfg.storage_options) or 'nothing yet, starts at step 0'})"]
+    if cfg.stage == 2:
+        lines.append(f"  init from:    {paths.init_from}")
+    if not cfg.input:
+        lines.append(f"  inputs:       none given: a run generates {cfg.data.sample_corpus_clips} sample clips and holds "
+                     "out one of them for validation")
+        return "\n".join(lines)
+    train_urls, val_urls = resolve_inputs(cfg, paths)
+    held = f"val_input={cfg.val_input}" if cfg.val_input else f"val_fraction={cfg.val_fraction}"
+    passes = cfg.steps * cfg.batch_size / (len(train_urls) * cfg.data.clips_per_video)
+    lines += [f"  inputs:       {len(train_urls) + (0 if cfg.val_input else len(val_urls))} videos under {cfg.input}",
+              f"  split:        {len(train_urls)} training, {len(val_urls)} validation ({held}); "
+              f"{passes:.2f} passes over the training videos",
+              f"  first:        {train_urls[0]}" + (f", validation {val_urls[0]}" if val_urls else "")]
+    return "\n".join(lines)
+
+
 def run_training(cfg: TrainConfig, *, fail_at_step: int | None = None) -> TrainSummary:
     """Run (or resume) one stage; returns where the checkpoints and exported weights are.
 

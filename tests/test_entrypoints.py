@@ -1,0 +1,49 @@
+"""Console commands (`[project.scripts]`): each names a job file that exists, runs it with `--help`, and — after
+`pip install -e .` — is an installed executable that answers `--help` too."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_entrypoints_cover_every_job():
+    """One command per job file, and each points at a function of pipeline.entrypoints."""
+    jobs = sorted(p.stem for p in (REPO / "jobs").glob("*.py"))
+    assert len(SCRIPTS) == len(jobs) == 7
+    module = importlib.import_module("pipeline.entrypoints")
+    for name, target in SCRIPTS.items():
+        mod, fn = target.split(":")
+        assert mod == "pipeline.entrypoints" and callable(getattr(module, fn)), (name, target)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_entrypoints_function_runs_the_job_help(name):
+    """The command's function runs its job file: `--help` prints the job's docstring and keys, exit 0."""
+    fn = SCRIPTS[name].split(":")[1]
+    code = f"import sys; sys.argv = [{name!r}, '--help']; from pipeline.entrypoints import {fn}; sys.exit({fn}())"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Keys (set as key=value" in r.stdout, r.stdout[-1000:] + r.stderr[-2000:]
+
+
+def test_entrypoints_installed_executables_answer_help():
+    """After `pip install -e .` every command is an executable beside the interpreter and answers `--help`."""
+    installed = {ep.name for ep in metadata.distribution("vidtok-pipeline").entry_points
+                 if ep.group == "console_scripts"}
+    if not set(SCRIPTS) <= installed:
+        pytest.skip(f"the installed vidtok-pipeline predates {sorted(set(SCRIPTS) - installed)}: run "
+                    "`pip install -e .` (make setup does) to create the commands")
+    for name in sorted(SCRIPTS):
+        exe = Path(sys.executable).parent / name
+        assert exe.exists(), f"{exe} missing although the distribution declares it"
+        r = subprocess.run([str(exe), "--help"], cwd="/", capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "Keys (set as key=value" in r.stdout, name + r.stderr[-2000:]
