@@ -265,5 +265,5 @@ def status_table(rows: Sequence[dict], run_id: str) -> pa.Table:
     optional fields are null; a row without `final` is final)."""
     now = time.time()
     stamp = {"run_id": run_id, "committed_at": now}
-    return pa.Table.from_pylist([{**{f.name: r.get(f.name) for f in STATUS_SCHEMA}, "final": r.get("final", True),
+    return pa.Table.from_pylist([{**{f.name: r.get(f.name) for f in STATUS_SCHEMA}, "final": r.get("final") is not False,
                                   **stamp} for r in rows], schema=STATUS_SCHEMA)
