@@ -108,7 +108,40 @@ def full_url(fs, path: str) -> str:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if protocol in ("file", "local"):
         return path
+    return object_url(protocol, path)
+
+
+def object_url(protocol: str, path: str) -> str:
+    """`s3` + `bucket/key` -> `s3://bucket/key`."""
     return f"{protocol}://{path}"
+
+
+def is_s3(url_or_fs) -> bool:
+    """Whether a URL or an fsspec filesystem is S3 (or S3-compatible)."""
+    if isinstance(url_or_fs, str):
+        return protocol_of(url_or_fs) in _S3_PROTOCOLS
+    protocols = (url_or_fs.protocol,) if isinstance(url_or_fs.protocol, str) else tuple(url_or_fs.protocol)
+    return bool(set(protocols) & set(_S3_PROTOCOLS))
+
+
+def s3_client(storage_options: dict | None = None):
+    """A boto3 S3 client with the same endpoint, credentials and per-request policy as `url_to_fs`'s s3fs.
+
+    For listing only: s3fs has no public page-by-page listing (`find` and `ls` collect a whole prefix; `_iterdir`
+    is private), while `list_objects_v2` with a continuation token is public API that streams 1000 keys a page.
+    """
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    opts = dict(storage_options or {})
+    config = {**S3_CLIENT_CONFIG, **(opts.get("config_kwargs") or {})}
+    if opts.get("anon"):
+        config["signature_version"] = botocore.UNSIGNED
+    session = boto3.session.Session(profile_name=opts.get("profile"))
+    return session.client("s3", aws_access_key_id=opts.get("key"), aws_secret_access_key=opts.get("secret"),
+                          aws_session_token=opts.get("token"), config=Config(**config),
+                          **(opts.get("client_kwargs") or {}))
 
 
 def is_local_fs(fs) -> bool:

@@ -122,7 +122,9 @@ def test_faults_decode_stage_retries_then_leaves_pending_rows(s3_server, corpus)
     """A read failing through an outage is decoded again (more than one try) and gives the windows; one failing to
     the end commits a pending row (`final = false`, status io_error, its tries), never a final one."""
     src = f"{corpus['input']}/c0.mp4"
-    plan = pa.Table.from_pylist([{"source": src, "skip_windows": [], "prev_windows": 0}], schema=PLAN_SCHEMA)
+    size = s3_server.filesystem().size(src)  # as listed: the stage asks the store nothing before decoding
+    plan = pa.Table.from_pylist([{"source": src, "source_size": size, "skip_windows": [], "prev_windows": 0}],
+                                schema=PLAN_SCHEMA)
     decode = DecodeConfig(fps=3.0, size=32, num_frames=17, stride=17, timeout_s=60)
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=6)]) as proxy:
         lay = OutputLayout(f"s3://{corpus['bucket']}/unit", _opts(proxy.endpoint_url))
