@@ -134,7 +134,7 @@ def test_faults_decode_stage_retries_then_leaves_pending_rows(s3_server, corpus)
     assert out.num_rows == 1 and out.column("attempts").to_pylist()[0] > 1
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=300)], paths="/videos/") as proxy:
         lay = OutputLayout(f"s3://{corpus['bucket']}/unit", _opts(proxy.endpoint_url))  # inputs down, outputs up
-        stage = DecodeInputs(decode, lay, retry=RetryConfig(attempts=2, base_s=0.1, deadline_s=1), run_id="r2")
+        stage = DecodeInputs(decode, lay, retry=RetryConfig(attempts=2, base_s=0.1, deadline_s=60), run_id="r2")
         assert list(stage(plan)) == []
     rows = read_folder(s3_server.filesystem(), f"{corpus['bucket']}/unit/status").to_pylist()
     assert [(r["source"], r["status"], r["final"], r["attempts"], r["run_id"]) for r in rows] == \
