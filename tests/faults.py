@@ -14,7 +14,7 @@ decisions; which request gets which decision depends on the clients' timing):
 * outages: from the `after`-th request on, for `seconds`, every connection is reset at once (RST, no response): the
   store is unreachable, longer than a client's own retries.
 
-`paths` limits all of it to requests whose path contains that string (the inputs' prefix, say).
+`paths` limits the probabilistic faults to requests whose path contains that string, `Outage.paths` an outage.
 
 Bounded: it injects at most `max_faults` probabilistic faults and nothing after `active_s` seconds; outages end by
 themselves. Then it is a plain pass-through. The moto server does not check signatures, so requests are forwarded
@@ -42,11 +42,14 @@ _FAULTS = {"slowdown_503": (503, "SlowDown", "Please reduce your request rate.")
 
 @dataclass
 class Outage:
-    """Reset every connection for `seconds`, starting at the `after`-th request."""
+    """Reset every connection for `seconds`, starting at the `after`-th request (of those matching `paths`, when
+    given: an outage of the inputs' prefix only, say)."""
 
     after: int
     seconds: float
+    paths: str | None = None
     started: float | None = None
+    seen: int = 0
 
 
 @dataclass
@@ -59,7 +62,7 @@ class FaultProxy:
     outages: list[Outage] = field(default_factory=list)
     max_faults: int = 1000
     active_s: float = 600.0
-    paths: str | None = None  # fault only requests whose path contains this (e.g. "/videos/"); others pass
+    paths: str | None = None  # probabilistic faults only for paths containing this (e.g. "/videos/")
     stats: Counter = field(default_factory=Counter)
 
     def start(self) -> "FaultProxy":
@@ -107,18 +110,20 @@ class FaultProxy:
 
     # ---------------------------------------------------------------------------------------------------- decisions
     def _decide(self, path: str) -> str:
-        if self.paths is not None and self.paths not in path:
-            return "pass"
         with self._lock:
             self.stats["requests"] += 1
-            n = self.stats["requests"]
             now = time.monotonic()
             for o in self.outages:
-                if o.started is None and n >= o.after:
+                if o.paths is not None and o.paths not in path:
+                    continue
+                o.seen += 1
+                if o.started is None and o.seen >= o.after:
                     o.started = now
                 if o.started is not None and now - o.started < o.seconds:
                     self.decisions.append("refused")
                     return "refused"
+            if self.paths is not None and self.paths not in path:
+                return "pass"
             x = self._rng.random()  # drawn for every request, so the sequence depends on the seed only
             kind = "pass"
             budget = self.stats["slowdown_503"] + self.stats["internal_500"] + self.stats["cut"] < self.max_faults

@@ -132,7 +132,7 @@ def test_faults_decode_stage_retries_then_leaves_pending_rows(s3_server, corpus)
         out = pa.concat_tables(list(DecodeInputs(decode, lay, retry=retry, run_id="r1")(plan)))
         assert proxy.stats["refused"] > 0
     assert out.num_rows == 1 and out.column("attempts").to_pylist()[0] > 1
-    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=300)], paths="/videos/") as proxy:
+    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=300, paths="/videos/")]) as proxy:
         lay = OutputLayout(f"s3://{corpus['bucket']}/unit", _opts(proxy.endpoint_url))  # inputs down, outputs up
         stage = DecodeInputs(decode, lay, retry=RetryConfig(attempts=2, base_s=0.1, deadline_s=60), run_id="r2")
         assert list(stage(plan)) == []
@@ -143,14 +143,16 @@ def test_faults_decode_stage_retries_then_leaves_pending_rows(s3_server, corpus)
 
 # -------------------------------------------------------------------------------------------- the job, with Ray
 def test_faults_job_recovers_inside_the_run(s3_server, corpus, baseline, ray_local_module):
-    """503s, 500s, cut bodies and a short outage: the run retries through them and equals the fault-free run."""
-    with FaultProxy(s3_server.endpoint_url, seed=11, p_slowdown=0.08, p_internal=0.04, p_cut=0.05, max_faults=60,
-                    outages=[Outage(after=60, seconds=6)]) as proxy:
+    """503s, 500s, cut bodies, a short outage of the whole store and a longer one of the inputs (longer than the
+    client's own retries: the decode stage retries those inputs): the run equals the fault-free run."""
+    with FaultProxy(s3_server.endpoint_url, seed=11, p_slowdown=0.08, p_internal=0.04, p_cut=0.1, max_faults=60,
+                    outages=[Outage(after=40, seconds=4), Outage(after=3, seconds=10, paths="/videos/")]) as proxy:
         s = run_tokenize(job_config(corpus["input"], f"s3://{corpus['bucket']}/flaky", *_creds(proxy.endpoint_url),
                                     *FAST_RETRY))
         stats = dict(proxy.stats)
     print(f"faults injected: {stats}; inputs retried by the decode stage: {s['inputs_retried_this_run']}")
-    assert proxy.faults > 10 and stats["refused"] > 0
+    assert proxy.faults > 10 and stats["refused"] > 0 and stats["cut"] > 0
+    assert s["inputs_retried_this_run"] >= 1  # the inputs' outage outlasted the client's retries
     assert s["complete"] and s["inputs_pending"] == 0 and s["duplicate_windows_found"] == 0
     got = _read(s3_server, corpus["bucket"], "flaky")
     assert got["success"]
