@@ -34,9 +34,11 @@ def main(cfg: TokenizeJobConfig) -> int:
     print("summary: " + json.dumps(summary, indent=2, sort_keys=True))
     if summary["complete"]:
         return 0
-    print(f"INCOMPLETE: {summary['inputs_pending']} inputs pending after transient failures "
-          f"{summary['pending_by_reason']}" + (f"; stopped: {summary['stopped']}" if summary["stopped"] else "")
-          + "; _SUCCESS not written. Re-running the same command retries them.", file=sys.stderr)
+    pending = summary["inputs_pending"]
+    print(f"INCOMPLETE: {'all unfinished' if pending is None else pending} inputs pending after transient failures "
+          f"{summary['pending_by_reason']}" + (f"; the run stopped on: {summary['stopped']}" if summary["stopped"]
+                                               else "") + "; _SUCCESS not written. Re-running the same command "
+          "retries them.", file=sys.stderr)
     return EXIT_INCOMPLETE
 
 

@@ -145,9 +145,32 @@ def input_source(cfg: TokenizeJobConfig) -> str:
 def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     """Run (or resume) the job described by `cfg`; returns the summary (also written as summary.json).
 
-    `summary["complete"]` is False when inputs are still pending (`inputs_pending`) or the chain stopped on a storage
-    outage (`stopped`): no _SUCCESS then, and re-running the same command retries what is missing.
+    `summary["complete"]` is False when inputs are still pending (`inputs_pending`) or the run stopped on a storage
+    outage that outlasted `retry.*` (`stopped`): no _SUCCESS then, and re-running the same command retries what is
+    missing. Only a transient storage error stops a run this way; anything else raises.
     """
+    try:
+        return _run_tokenize(cfg)
+    except Exception as e:
+        if not is_transient_error(e):
+            raise
+        stopped = _short(e)  # before the chain (resume scan, listing, plan): nothing of this run is committed
+        log.error("the run stopped on a storage error that outlasted retry.* (%s): re-run the same command", stopped)
+        return {"output": cfg.output, "complete": False, "nothing_to_do": False, "stopped": stopped,
+                "inputs_pending": None, "pending_by_reason": {}}
+
+
+def _short(e: BaseException) -> str:
+    """The innermost cause of `e` (Ray wraps a task's error in its own), on one line."""
+    for _ in range(10):
+        inner = getattr(e, "cause", None) or e.__cause__
+        if inner is None:
+            break
+        e = inner
+    return f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     t0 = time.time()
     opts = cfg.storage.storage_options()
     source = input_source(cfg)
@@ -188,14 +211,15 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     except Exception as e:
         if not is_transient_error(e):
             raise
-        stopped = f"{type(e).__name__}: {str(e)[:500]}"
+        stopped = _short(e)
         log.error("the run stopped on a storage error that outlasted retry.* (%s); everything committed stays "
                   "committed: re-run the same command to complete the output", stopped)
     expected = plan.pending + len(plan.complete_without_decode)
     if stopped is None and (tracker.finished != expected or tracker.inflight):
         raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "
                            "missing windows); nothing is lost: rerun the same command to complete them")
-    pending = sum(tracker.pending.values())
+    # pending = what a re-run will retry: rows left pending, plus (after a stop) inputs that got no row at all
+    pending = sum(tracker.pending.values()) + max(0, expected - tracker.finished)
     complete = stopped is None and pending == 0
     done_reasons = Counter(state.failures)
     done_reasons.update({k: v for k, v in tracker.reasons.items() if k != "ok"})
@@ -204,6 +228,7 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     summary = {
         "output": cfg.output, "input": source, "run_id": run_id, "complete": complete, "nothing_to_do": False,
         "stopped": stopped, "inputs_pending": pending, "pending_by_reason": dict(sorted(tracker.pending.items())),
+        "inputs_unfinished": max(0, expected - tracker.finished),
         "inputs_retried_this_run": tracker.retried,
         "tokenizer": cfg.preset, "checkpoint_sha256": sha, "random_weights": not cfg.checkpoint,
         "regularizer": kind, "token_shape": list(token_shape), "num_frames": decode.num_frames, "size": size,

@@ -160,23 +160,33 @@ def test_faults_job_recovers_inside_the_run(s3_server, corpus, baseline, ray_loc
 
 
 @pytest.mark.slow
-def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(s3_server, corpus, baseline, tmp_path):
-    """An outage longer than retry.* leaves the run incomplete: exit 3, no _SUCCESS, the pending count printed;
-    re-running the same command (the store back) completes it, every window exactly once."""
-    out = f"s3://{corpus['bucket']}/outage"
-    retry = ["retry.attempts=2", "retry.base_s=0.2", "retry.max_s=0.5", "retry.deadline_s=2", "ray.num_cpus=2"]
-    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=25, seconds=45)]) as proxy:
+@pytest.mark.parametrize("down", ["inputs", "store"])
+def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(down, s3_server, corpus, baseline):
+    """An outage longer than retry.* leaves the run incomplete: exit 3, no _SUCCESS, the pending count printed
+    (the inputs down: pending io_error rows with their tries; the whole store down: the run stops). Re-running the
+    same command, the store back, completes it with every window exactly once."""
+    out = f"s3://{corpus['bucket']}/outage-{down}"
+    retry = ["retry.attempts=2", "retry.base_s=0.2", "retry.max_s=0.5", "retry.deadline_s=30", "ray.num_cpus=2"]
+    outage = Outage(after=2, seconds=60, paths="/videos/") if down == "inputs" else Outage(after=25, seconds=45)
+    with FaultProxy(s3_server.endpoint_url, outages=[outage]) as proxy:
         first = _job(corpus["input"], out, proxy.endpoint_url, retry)
         refused = proxy.stats["refused"]
-    print(f"first run: exit {first.returncode}, {refused} requests refused\n{first.stderr[-1500:]}")
+    print(f"first run ({down} down): exit {first.returncode}, {refused} requests refused\n{first.stderr[-600:]}")
     assert first.returncode == 3, first.stderr[-3000:]
     assert "INCOMPLETE" in first.stderr and "Re-running the same command retries them" in first.stderr
-    assert not s3_server.filesystem().exists(f"{corpus['bucket']}/outage/_SUCCESS")
+    fs = s3_server.filesystem()
+    assert not fs.exists(f"{corpus['bucket']}/outage-{down}/_SUCCESS")
+    if down == "inputs":
+        summary = json.loads(fs.cat(f"{corpus['bucket']}/outage-{down}/summary.json"))
+        assert summary["complete"] is False and summary["inputs_pending"] >= 1
+        pending = [r for r in read_folder(fs, f"{corpus['bucket']}/outage-{down}/status").to_pylist() if not r["final"]]
+        assert len(pending) == summary["inputs_pending"] == summary["pending_by_reason"]["io_error"]
+        assert all(r["status"] == "io_error" and r["attempts"] == 2 for r in pending)
     second = _job(corpus["input"], out, s3_server.endpoint_url, retry)
     assert second.returncode == 0, second.stderr[-3000:]
-    summary = json.loads(s3_server.filesystem().cat(f"{corpus['bucket']}/outage/summary.json"))
+    summary = json.loads(fs.cat(f"{corpus['bucket']}/outage-{down}/summary.json"))
     assert summary["complete"] and summary["duplicate_windows_found"] == 0
-    got = _read(s3_server, corpus["bucket"], "outage")
+    got = _read(s3_server, corpus["bucket"], f"outage-{down}")
     assert got["success"]
     _assert_same_as_baseline(got, baseline)
 
