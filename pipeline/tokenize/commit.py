@@ -210,7 +210,8 @@ def read_new_status(layout: OutputLayout, run_id: str, skip: set[str] = frozense
     """Status rows committed by run `run_id` outside the files in `skip` (the driver's own): the decode stage's rows
     as `{source, status, final, attempts, ...}` dicts."""
     mine = [f for f in layout.list("status") if f.rsplit("/", 1)[-1].startswith(f"status-{run_id}-") and f not in skip]
-    for t in _iter_columns(layout, mine, ["source", "status", "final", "attempts", "num_windows", "source_duration_s"]):
+    for t in _iter_columns(layout, mine, ["source", "status", "final", "attempts", "num_windows", "source_duration_s",
+                                             "committed_at"]):
         yield from t.to_pylist()
 
 

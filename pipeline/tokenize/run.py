@@ -206,7 +206,12 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
             shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
             nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker, run_id)
         tracker.maybe_flush(force=True)
-        for row in read_new_status(layout, run_id, skip=tracker.written):  # committed by the decode stage
+        # committed by the decode stage; a task retried by Ray may have committed a source twice: newest wins
+        newest: dict[str, dict] = {}
+        for row in read_new_status(layout, run_id, skip=tracker.written):
+            if row["source"] not in newest or row["committed_at"] >= newest[row["source"]]["committed_at"]:
+                newest[row["source"]] = row
+        for row in newest.values():
             tracker.count(row)
     except Exception as e:
         if not is_transient_error(e):

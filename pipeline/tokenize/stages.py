@@ -80,9 +80,10 @@ class DecodeInputs:
     """`map_batches` body (a task): PLAN_SCHEMA rows -> WINDOW_SCHEMA tables, one input at a time.
 
     Never raises for a bad input: `decode_windows` classifies it, transient outcomes are decoded again under `retry`
-    (`pipeline/tokenize/failures.py`), and an input that yields no window commits its status row to `layout` right
-    here (named by run and source, so a retried task rewrites the same file); `final = false` when the failure was
-    transient to the end.
+    (`pipeline/tokenize/failures.py`), and the inputs of the batch that yield no window get their status rows
+    committed to `layout` right here, one shard per batch (named by run and sources, so a retried task rewrites the
+    same file; one commit per batch, not per input: `benchmarks/small_clips.py`); `final = false` when the failure
+    was transient to the end.
     """
 
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
@@ -93,6 +94,7 @@ class DecodeInputs:
     def __call__(self, plan: pa.Table):
         _report(self.nodes, "decode")
         opts = self.layout.storage_options
+        failed: list[dict] = []  # status rows of inputs without windows: one shard per task, not one per input
         for row in plan.to_pylist():
             skip = frozenset(int(w) for w in row.pop("skip_windows") or ())
             if row.get("source_size") is None:  # manifests may not carry size / ETag: ask the store once
@@ -108,15 +110,16 @@ class DecodeInputs:
             windows = [w for w in res.windows if w.index not in skip] if res.status == "ok" else []
             if not windows:
                 done = res.num_windows_total if res.status == "ok" else row["prev_windows"]
-                status = {**info, "status": res.status, "message": res.message or "", "num_windows": done,
-                          "final": out.final}
-                self.layout.write_table(status_shard_name([row["source"]], self.run_id),
-                                        status_table([status], self.run_id))
+                failed.append({**info, "status": res.status, "message": res.message or "", "num_windows": done,
+                               "final": out.final})
                 continue
             base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps)}
             for start in range(0, len(windows), WINDOWS_PER_YIELD):
                 chunk = windows[start:start + WINDOWS_PER_YIELD]
                 yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
+        if failed:  # after the batch: a killed task leaves no row, and its inputs are decoded again
+            self.layout.write_table(status_shard_name([r["source"] for r in failed], self.run_id),
+                                    status_table(failed, self.run_id))
 
 
 # -------------------------------------------------------------------------------------------------- tokenizer stage
