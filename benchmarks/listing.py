@@ -1,6 +1,6 @@
 """Benchmark: input listing speed (objects per second), `pipeline.inputs.iter_inputs` against baselines in the same run.
 
-    .venv/bin/python benchmarks/listing.py [--s3-objects 5000] [--folders 10] [--local-files 100000] [--runs 3]
+    .venv/bin/python benchmarks/listing.py [--s3-objects 5000 (0: skip)] [--folders 10] [--local-files 100000] [--runs 3]
 
 * S3: a moto server on 127.0.0.1 with `--s3-objects` keys in `--folders` first-level folders. Timed: s3fs's
   `find` (collects the whole prefix in memory: the baseline), `iter_inputs` with one stream (`threads=1`) and with
@@ -8,8 +8,9 @@
   for every page (a prefix of N keys costs O(N^2 / 1000)), and it is one Python process, so parallel requests
   queue on its GIL. Real S3 answers a page in ~50-200 ms whatever the bucket size and in parallel, so there the
   parallel figure scales with the folders; read the moto ratios as lower bounds.
-* Local: a tree of `--local-files` empty files (100 folders). Timed: `os.walk` + `os.stat` (baseline) and
-  `iter_inputs` (fsspec's local filesystem, one directory at a time, sorted).
+* Local: a tree of `--local-files` empty files (100 folders). Timed: `os.walk` + `os.stat` (baseline), the walk
+  alone as before (fsspec `ls(detail=True)` per folder) and now (`os.scandir`), and all of `iter_inputs` (input
+  rows and Arrow chunks on top of the walk).
 Medians of `--runs`; ratios against the baseline of the same run.
 """
 
@@ -102,9 +103,18 @@ def bench_local(files: int, runs: int) -> dict:
                 n += name.endswith(".mp4")
         return n
 
+    import fsspec
+
+    from pipeline.inputs import _iter_local, _iter_walk
+
+    local = fsspec.filesystem("file")
     try:
         return {"os.walk + stat (baseline)": _median_rate(walk, files, runs),
-                "iter_inputs": _median_rate(lambda: _count(iter_inputs(str(root), extensions=EXTS)), files, runs)}
+                "walk: fsspec ls (before)": _median_rate(lambda: sum(1 for _ in _iter_walk(local, str(root))),
+                                                         files, runs),
+                "walk: os.scandir (now)": _median_rate(lambda: sum(1 for _ in _iter_local(str(root))), files, runs),
+                "iter_inputs (rows + Arrow)": _median_rate(lambda: _count(iter_inputs(str(root), extensions=EXTS)),
+                                                           files, runs)}
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
@@ -117,8 +127,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     print(f"load average at start: {os.getloadavg()}")
-    for name, rates in (("S3 (moto, 127.0.0.1)", bench_s3(a.s3_objects, a.folders, a.runs)),
-                        ("local tree", bench_local(a.local_files, a.runs))):
+    benches = [] if a.s3_objects == 0 else [("S3 (moto, 127.0.0.1)", bench_s3(a.s3_objects, a.folders, a.runs))]
+    benches.append(("local tree", bench_local(a.local_files, a.runs)))
+    for name, rates in benches:
         base = next(iter(rates.values()))
         print(f"\n{name}: objects listed per second (median of {a.runs})")
         for k, v in rates.items():
