@@ -40,8 +40,8 @@ def generate(root: Path, rows: int) -> None:
     half, step = rows // 2, 50_000
     for s in range(0, half, step):
         src = paths[s:s + step]
-        lay.write_table(f"status/status-{s:08d}.parquet", pa.Table.from_pylist(
-            [{"source": x, "status": "ok", "num_windows": 2} for x in src], schema=status_table([]).schema))
+        lay.write_table(f"status/status-{s:08d}.parquet", status_table(
+            [{"source": x, "status": "ok", "num_windows": 2} for x in src], "bench"))
         tok = np.repeat(src, 2)
         lay.write_table(f"tokens/part-{s:08d}.parquet", pa.table({
             "source": tok, "window_index": pa.array(np.tile([0, 1], len(src)), pa.int32()),
@@ -55,9 +55,9 @@ def generate(root: Path, rows: int) -> None:
 
 
 def measure(root: Path) -> dict:
+    from pipeline.inputs import iter_inputs
     from pipeline.storage import OutputLayout
     from pipeline.tokenize.commit import load_resume_state, write_plan
-    from pipeline.inputs import iter_inputs
 
     t0 = time.time()
     lay = OutputLayout(str(root / "out"))

@@ -7,7 +7,8 @@
     ray job submit --working-dir . -- python jobs/tokenize_corpus.py input=... output=...
 
 Config: jobs/configs/tokenize_corpus.yaml + key=value overrides. Rerunning the same command resumes an interrupted
-run; rerunning a finished one does nothing. Output layout: docs/tokenize.md.
+run; rerunning a finished one does nothing. Exit codes: 0 complete, 2 config error, 3 incomplete (inputs pending
+after transient storage failures: re-run the same command). Output layout: docs/tokenize.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pipeline.cli import run_job
 from pipeline.tokenize.config import TokenizeJobConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tokenize_corpus.yaml"
+EXIT_INCOMPLETE = 3  # transient failures left inputs pending (2 is a config error)
 
 
 def main(cfg: TokenizeJobConfig) -> int:
@@ -34,9 +36,16 @@ def main(cfg: TokenizeJobConfig) -> int:
     if summary.get("nothing_to_do"):
         print(f"nothing to do: {cfg.output} is complete ({summary.get('windows_total', '?')} windows); "
               "new inputs under the same input= would be picked up")
-    else:
-        print("summary: " + json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+        return 0
+    print("summary: " + json.dumps(summary, indent=2, sort_keys=True))
+    if summary["complete"]:
+        return 0
+    pending = summary["inputs_pending"]
+    print(f"INCOMPLETE: {'all unfinished' if pending is None else pending} inputs pending after transient failures "
+          f"{summary['pending_by_reason']}" + (f"; the run stopped on: {summary['stopped']}" if summary["stopped"]
+                                               else "") + "; _SUCCESS not written. Re-running the same command "
+          "retries them.", file=sys.stderr)
+    return EXIT_INCOMPLETE
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ class DecodeTaskConfig:
     """What one Ray decode task reserves and how much work it takes (the decode settings are `decode.*`)."""
 
     num_cpus: float = 1.0  # CPUs reserved per decode task
-    inputs_per_task: int = 2  # inputs a decode task handles; small keeps decoded windows in memory bounded
+    inputs_per_task: int = 8  # inputs a decode task handles (one Ray task and one status commit per batch); memory
+    #                           is per input, not per task: windows leave the task as they are cut
     memory_mb: int = 1024  # heap reserved per decode task (a few windows + the decoder); it also keeps Ray from
     #                        fusing decode into the tokenizer actors, which would serialise decoding on the GPU actor
     concurrency: Optional[int] = None  # decode tasks in flight at most; None = as many as the cluster fits

@@ -14,6 +14,21 @@ Writes are atomic everywhere (`write_bytes`): locally a temp file in the target'
 makes the object visible only once complete. A killed writer leaves nothing a reader would take for a finished file
 (local temp names start with `.` and end with `.tmp`, so no listing of this project matches them).
 
+Retries, in two layers, set here on purpose and nowhere else:
+
+* **per request** (object-store client): S3 clients get botocore's `standard` retry mode with `total_max_attempts=3`
+  (exponential backoff with jitter on 5xx, throttling such as 503 SlowDown, refused / reset connections), and
+  `connect_timeout=5` s, `read_timeout=30` s so a stalled connection fails instead of hanging a task; s3fs adds its
+  own retries around each call (5 tries, for cut bodies and throttling). `standard`, not `adaptive`: adaptive's
+  client-side rate limiter is per process, so across a cluster it only adds waiting. Options the caller gives
+  (`config_kwargs` in `storage_options`) win.
+* **per operation** (`pipeline/retry.py`): an outage outlasts a client's few seconds of retries, so every write here
+  (`write_bytes`, hence token shards, status shards, summary) and `OutputLayout`'s listings and reads are retried
+  whole under a `RetryPolicy` (backoff with full jitter, attempts, deadline; the job's `retry.*` keys) while the
+  error is transient (`is_transient_error`). A retried write publishes the same bytes under the same name, so it
+  is idempotent; if the outage outlasts the policy the error propagates, the run stops without `_SUCCESS` and a
+  re-run completes it from the committed files.
+
 `OutputLayout` is a job's output folder: relative paths, committed-file listings, table writes. Pure: no Ray, no torch.
 """
 
@@ -29,8 +44,36 @@ from dataclasses import dataclass, field
 
 import fsspec
 
+from pipeline.retry import RetryPolicy, retry_call
+
 # Object-store protocols whose fsspec implementations cache directory listings (turned off, module docstring).
 _LISTING_CACHE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "abfs", "az")
+
+
+# The S3 client's own per-request policy (module docstring); merged under any `config_kwargs` the caller passes.
+S3_CLIENT_CONFIG = {"retries": {"mode": "standard", "total_max_attempts": 3}, "connect_timeout": 5, "read_timeout": 30}
+_S3_PROTOCOLS = ("s3", "s3a")
+# Errors that say "this object / path is not there or not yours": trying again gives the same answer.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+_TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "http", "ssl", "s3fs", "gcsfs")
+DEFAULT_RETRY = RetryPolicy()
+
+
+def is_transient_error(e: BaseException) -> bool:
+    """Whether a storage error is worth another try: the network or the store (refused / reset / timed-out
+    connections, 5xx, throttling, cut bodies), as opposed to a missing path, a permission or a programming error.
+    Follows `__cause__` and Ray's `cause` wrappers, so a task error that came from a storage call is recognised."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, _PERMANENT_OS_ERRORS):
+            return False
+        if isinstance(e, (OSError, TimeoutError, ConnectionError)):  # s3fs maps 5xx / SlowDown to OSError
+            return True
+        if type(e).__module__.split(".")[0] in _TRANSIENT_MODULES:
+            return True
+        e = getattr(e, "cause", None) or e.__cause__
+        seen += 1
+    return False
 
 
 def is_remote(url: str) -> bool:
@@ -55,6 +98,8 @@ def url_to_fs(url: str, storage_options: dict | None = None):
     opts = dict(storage_options or {})
     if protocol_of(url) in _LISTING_CACHE_PROTOCOLS:
         opts.setdefault("use_listings_cache", False)
+    if protocol_of(url) in _S3_PROTOCOLS:
+        opts["config_kwargs"] = {**S3_CLIENT_CONFIG, **(opts.get("config_kwargs") or {})}
     return fsspec.core.url_to_fs(url, **opts)
 
 
@@ -63,7 +108,40 @@ def full_url(fs, path: str) -> str:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if protocol in ("file", "local"):
         return path
+    return object_url(protocol, path)
+
+
+def object_url(protocol: str, path: str) -> str:
+    """`s3` + `bucket/key` -> `s3://bucket/key`."""
     return f"{protocol}://{path}"
+
+
+def is_s3(url_or_fs) -> bool:
+    """Whether a URL or an fsspec filesystem is S3 (or S3-compatible)."""
+    if isinstance(url_or_fs, str):
+        return protocol_of(url_or_fs) in _S3_PROTOCOLS
+    protocols = (url_or_fs.protocol,) if isinstance(url_or_fs.protocol, str) else tuple(url_or_fs.protocol)
+    return bool(set(protocols) & set(_S3_PROTOCOLS))
+
+
+def s3_client(storage_options: dict | None = None):
+    """A boto3 S3 client with the same endpoint, credentials and per-request policy as `url_to_fs`'s s3fs.
+
+    For listing only: s3fs has no public page-by-page listing (`find` and `ls` collect a whole prefix; `_iterdir`
+    is private), while `list_objects_v2` with a continuation token is public API that streams 1000 keys a page.
+    """
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    opts = dict(storage_options or {})
+    config = {**S3_CLIENT_CONFIG, **(opts.get("config_kwargs") or {})}
+    if opts.get("anon"):
+        config["signature_version"] = botocore.UNSIGNED
+    session = boto3.session.Session(profile_name=opts.get("profile"))
+    return session.client("s3", aws_access_key_id=opts.get("key"), aws_secret_access_key=opts.get("secret"),
+                          aws_session_token=opts.get("token"), config=Config(**config),
+                          **(opts.get("client_kwargs") or {}))
 
 
 def is_local_fs(fs) -> bool:
@@ -97,8 +175,14 @@ def read_text(url: str, storage_options: dict | None = None) -> str | None:
         return None
 
 
-def write_bytes(url: str, data: bytes, storage_options: dict | None = None) -> str:
-    """Atomically publish `data` at `url` (module docstring); returns `url`."""
+def write_bytes(url: str, data: bytes, storage_options: dict | None = None, retry: RetryPolicy | None = None) -> str:
+    """Atomically publish `data` at `url`, retried under `retry` while the error is transient (module docstring);
+    returns `url`."""
+    return retry_call(lambda: _write_once(url, data, storage_options), is_transient_error, retry or DEFAULT_RETRY,
+                      f"write {url}")
+
+
+def _write_once(url: str, data: bytes, storage_options: dict | None) -> str:
     if not is_remote(url):
         final = local_path(url)
         folder = os.path.dirname(final)
@@ -167,6 +251,7 @@ class OutputLayout:
 
     url: str
     storage_options: dict = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # writes, listings and reads (module docstring)
 
     def __post_init__(self):
         self.fs, self.root = url_to_fs(self.url, self.storage_options)
@@ -174,11 +259,15 @@ class OutputLayout:
         self.local = is_local_fs(self.fs)
 
     def __getstate__(self):
-        return {"url": self.url, "storage_options": self.storage_options}
+        return {"url": self.url, "storage_options": self.storage_options, "retry": self.retry}
 
     def __setstate__(self, state):
-        self.url, self.storage_options = state["url"], state["storage_options"]
+        self.url, self.storage_options, self.retry = state["url"], state["storage_options"], state["retry"]
         self.__post_init__()
+
+    def call(self, fn, what: str):
+        """`fn()` retried under this layout's policy while its error is transient."""
+        return retry_call(fn, is_transient_error, self.retry, what)
 
     def path(self, *parts: str) -> str:
         """Path on `self.fs` (no scheme)."""
@@ -189,19 +278,32 @@ class OutputLayout:
 
     def list(self, folder: str, suffix: str = ".parquet") -> list[str]:
         """Committed files in `folder` (sorted paths); temp files never match (module docstring)."""
-        try:
-            names = (self.fs.ls(self.path(folder), detail=False) if not self.local else
-                     [os.path.join(self.path(folder), n) for n in os.listdir(self.path(folder))])
-        except FileNotFoundError:
-            return []
+        def ls():
+            try:
+                return (self.fs.ls(self.path(folder), detail=False) if not self.local else
+                        [os.path.join(self.path(folder), n) for n in os.listdir(self.path(folder))])
+            except FileNotFoundError:
+                return []
+        names = self.call(ls, f"list {self.url_of(folder)}")
         return sorted(n for n in names if n.endswith(suffix) and not posixpath.basename(n).startswith("."))
 
     def exists(self, *parts: str) -> bool:
-        return self.fs.exists(self.path(*parts))
+        return self.call(lambda: self.fs.exists(self.path(*parts)), f"exists {self.url_of(*parts)}")
+
+    def read_table(self, path: str, columns=None):
+        """A committed Parquet file (a path on `self.fs`, as `list` returns): the `columns` it has (all if None)."""
+        import pyarrow.parquet as pq
+
+        def read():
+            with self.fs.open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                names = pf.schema_arrow.names
+                return pf.read(columns=None if columns is None else [c for c in columns if c in names])
+        return self.call(read, f"read {path}")
 
     def write_bytes(self, rel: str, data: bytes) -> str:
-        """Atomically publish `data` at `<root>/<rel>`; returns the path on `self.fs`."""
-        write_bytes(self.url_of(rel), data, self.storage_options)
+        """Atomically publish `data` at `<root>/<rel>` (retried under `self.retry`); returns the path on `self.fs`."""
+        write_bytes(self.url_of(rel), data, self.storage_options, self.retry)
         return self.path(rel)
 
     def write_table(self, rel: str, table) -> str:
@@ -212,7 +314,8 @@ class OutputLayout:
         return self.write_bytes(rel, buf.getvalue())
 
     def read_text(self, rel: str) -> str | None:
-        return read_text(self.url_of(rel), self.storage_options)
+        return self.call(lambda: read_text(self.url_of(rel), self.storage_options), f"read {self.url_of(rel)}")
 
     def remove(self, rel: str, recursive: bool = False) -> None:
-        remove(self.url_of(rel), self.storage_options, recursive=recursive)
+        self.call(lambda: remove(self.url_of(rel), self.storage_options, recursive=recursive),
+                  f"remove {self.url_of(rel)}")

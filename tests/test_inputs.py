@@ -75,3 +75,42 @@ def test_listing_errors_name_the_fix(tmp_path):
         _all(iter_inputs(str(tmp_path / "m.csv"), extensions=EXTS))
     with pytest.raises(FileNotFoundError, match="neither a file nor a folder"):
         _all(iter_inputs(str(tmp_path / "nope"), extensions=EXTS))
+
+
+def test_listing_s3_parallel_folders_equal_one_stream(s3_server, s3_bucket):
+    """Listing the first-level folders in parallel gives the same objects as one stream: root objects first, then
+    each folder in name order, each in S3's key order."""
+    fs = s3_server.filesystem()
+    names = ["top.mp4", "a/1.mp4", "a/2.mp4", "a/b/3.mp4", "c/4.mp4", "d/5.mkv", "d/6.txt", "e/"]
+    for n in names:
+        fs.pipe(f"{s3_bucket}/v/{n}", b"" if n.endswith("/") else b"v")
+    one = _all(iter_inputs(f"s3://{s3_bucket}/v", extensions=EXTS, storage_options=s3_server.storage_options,
+                           threads=1)).column("source").to_pylist()
+    par = _all(iter_inputs(f"s3://{s3_bucket}/v", extensions=EXTS, storage_options=s3_server.storage_options,
+                           threads=3)).column("source").to_pylist()
+    want = [f"s3://{s3_bucket}/v/{n}" for n in ["top.mp4", "a/1.mp4", "a/2.mp4", "a/b/3.mp4", "c/4.mp4", "d/5.mkv"]]
+    assert par == want and sorted(one) == sorted(want)
+    single = _all(iter_inputs(f"s3://{s3_bucket}/v/c/4.mp4", extensions=EXTS, storage_options=s3_server.storage_options))
+    assert single.column("source").to_pylist() == [f"s3://{s3_bucket}/v/c/4.mp4"]
+    with pytest.raises(FileNotFoundError, match="neither a file nor a folder"):
+        _all(iter_inputs(f"s3://{s3_bucket}/nothing", extensions=EXTS, storage_options=s3_server.storage_options))
+
+
+def test_listing_manifest_glob_and_s3_inventory(s3_server, s3_bucket):
+    """A glob of S3 Inventory Parquet files is read file by file: bucket + key -> s3:// URL, size, ETag, mtime."""
+    import datetime
+
+    fs = s3_server.filesystem()
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    for i in range(2):
+        t = pa.table({"bucket": ["media"] * 2, "key": [f"v/{i}a.mp4", f"v/{i}b.mp4"], "size": [10 + i, 20 + i],
+                      "e_tag": ["e1", "e2"], "last_modified_date": pa.array([when, when], pa.timestamp("ms", "UTC"))})
+        with fs.open(f"{s3_bucket}/inv/data/part-{i}.parquet", "wb") as f:
+            pq.write_table(t, f)
+    fs.pipe(f"{s3_bucket}/inv/data/manifest.json", b"{}")
+    t = _all(iter_inputs(f"s3://{s3_bucket}/inv/data/*.parquet", extensions=EXTS,
+                         storage_options=s3_server.storage_options))
+    assert t.column("source").to_pylist() == ["s3://media/v/0a.mp4", "s3://media/v/0b.mp4", "s3://media/v/1a.mp4",
+                                              "s3://media/v/1b.mp4"]
+    assert t.column("source_size").to_pylist() == [10, 20, 11, 21] and t.column("source_etag").to_pylist()[0] == "e1"
+    assert t.column("source_mtime").to_pylist()[0] == when.timestamp()

@@ -18,7 +18,7 @@ from typing import Any, Union
 
 from pipeline.storage import is_remote, local_path, url_to_fs
 
-from .status import IO_ERROR, NOT_A_VIDEO, TOO_LARGE, DecodeError
+from .status import IO_ERROR, NOT_A_VIDEO, NOT_FOUND, TOO_LARGE, DecodeError
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 Readable = Union[str, bytes]  # a local path, or the whole object in memory
@@ -27,8 +27,8 @@ Readable = Union[str, bytes]  # a local path, or the whole object in memory
 def open_source(source: Source, storage_options: dict[str, Any] | None = None, max_bytes: int | None = None):
     """Resolve ``source`` to ``(readable, num_bytes)``: a local path, or the object's bytes (see :func:`as_file`).
 
-    Raises ``DecodeError`` with ``io_error`` (missing, permission, network), ``not_a_video`` (empty) or
-    ``too_large`` (over ``max_bytes``).
+    Raises ``DecodeError`` with ``not_found`` (no such file / object: permanent), ``io_error`` (permission, network,
+    store errors: transient, retried by the caller), ``not_a_video`` (empty) or ``too_large`` (over ``max_bytes``).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -41,7 +41,7 @@ def open_source(source: Source, storage_options: dict[str, Any] | None = None, m
             if not os.access(path, os.R_OK):
                 raise PermissionError(f"permission denied: {path}")
         except OSError as e:
-            raise DecodeError(IO_ERROR, f"cannot read {url}: {type(e).__name__}: {e}") from None
+            raise _read_error(url, e) from None
         if not stat.S_ISREG(info.st_mode):  # a pipe or device: no size to check, the decoder reads what comes
             return path, -1
         return _check_size(path, info.st_size, max_bytes, url)
@@ -53,8 +53,15 @@ def open_source(source: Source, storage_options: dict[str, Any] | None = None, m
     except DecodeError:
         raise
     except Exception as e:  # botocore / aiohttp / gcsfs raise many unrelated types; all mean "could not read"
-        raise DecodeError(IO_ERROR, f"cannot read {url}: {type(e).__name__}: {e}") from None
+        raise _read_error(url, e) from None
     return _check_size(data, len(data), max_bytes, url)
+
+
+def _read_error(url: str, e: Exception) -> DecodeError:
+    """`not_found` only for an answer that says the object is absent (s3fs turns S3's 404 / NoSuchKey into
+    FileNotFoundError); anything else (refused connections, 5xx, cut bodies, permission) is a transient `io_error`."""
+    reason = NOT_FOUND if isinstance(e, FileNotFoundError) else IO_ERROR
+    return DecodeError(reason, f"cannot read {url}: {type(e).__name__}: {e}")
 
 
 def _check_size(readable, size: int, max_bytes: int | None, name: str):

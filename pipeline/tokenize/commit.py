@@ -2,7 +2,7 @@
 
 Layout under `output` (a local folder or an object-store prefix):
   tokens/part-<sha1 of the shard's keys>.parquet   committed token shards (one row per window)
-  status/status-<sha1 of its sources>.parquet      committed status rows (one per finished input)
+  status/status-<run>-<sha1 of its sources>.parquet  committed status rows (one per input and run; newest wins)
   _plan/<run>/plan-*.parquet                        the pending inputs of the current run (deleted at the end)
   summary.json, resolved_config.yaml, _SUCCESS      written when every input has a status row
 
@@ -11,7 +11,9 @@ Commit rule: a file is visible under tokens/ or status/ only when complete (`pip
 
 Who commits what: the writer stage commits token shards; the driver commits the status rows of inputs whose windows
 are all committed; the decode stage commits the status row of an input that yields no window (a failed input), under
-the name `status_shard_name([source])`, so nothing about a failed input travels through the tokenizer.
+the name `status_shard_name([source], run_id)`, so nothing about a failed input travels through the tokenizer.
+A transient failure still failing after the retries of `retry.*` is committed the same way, as a *pending* row
+(`final = false`); the next run plans the input again and its newer row wins.
 
 Names are hashes of the keys a file holds, so a retried task rewrites the same name with the same rows and a file
 is never committed twice under two names within a run. Across runs, the planner excludes every committed key
@@ -23,17 +25,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.schema import PLAN_SCHEMA
 
 log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    """A run's id: its UTC start time (so ids sort by time) and a random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
 def keys_digest(pairs: Iterable[tuple[str, int]]) -> str:
@@ -48,43 +55,84 @@ def token_shard_name(pairs: Iterable[tuple[str, int]]) -> str:
     return f"tokens/part-{keys_digest(pairs)}.parquet"
 
 
-def status_shard_name(sources: Sequence[str]) -> str:
-    return f"status/status-{keys_digest((s, 0) for s in sources)}.parquet"
+def status_shard_name(sources: Sequence[str], run_id: str) -> str:
+    """Status shards carry the run that wrote them: a re-run's row for a source (the newest wins) never overwrites
+    an older run's file, and a retried task of the same run rewrites the same name."""
+    return f"status/status-{run_id}-{keys_digest((s, 0) for s in sources)}.parquet"
 
 
 # --------------------------------------------------------------------------------------------------------- resume
 @dataclass
 class ResumeState:
-    """What earlier runs committed: inputs with a status row, and windows of inputs without one yet."""
+    """What earlier runs committed: inputs whose newest status row is final, and windows of the others."""
 
-    done: set[str] = field(default_factory=set)  # sources with a committed status row
+    done: set[str] = field(default_factory=set)  # sources whose newest status row is final (and, retrying
+    #                                              permanent failures, ok)
     done_rows: int = 0
+    pending: set[str] = field(default_factory=set)  # sources whose newest status row is pending (final = false)
     partial: dict[str, tuple[list[int], int]] = field(default_factory=dict)  # source -> (committed windows, total)
     committed_windows: int = 0
     duplicate_windows: int = 0  # keys found in two token shards (should be 0; reported, never silently dropped)
-    failures: dict[str, int] = field(default_factory=dict)  # reason -> inputs, from committed status rows
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> inputs, from the newest final status rows
     status_files: set[str] = field(default_factory=set)  # the status shards read (later ones are this run's)
+
+
+STATUS_KEYS = ["source", "status", "final", "committed_at"]
 
 
 def _iter_columns(layout: OutputLayout, files: Sequence[str], columns: Sequence[str]) -> Iterator[pa.Table]:
     for f in files:
-        with layout.fs.open(f, "rb") as fh:
-            yield pq.read_table(fh, columns=list(columns))
+        yield layout.read_table(f, columns)
 
 
-def load_resume_state(layout: OutputLayout) -> ResumeState:
-    """Read only key columns of committed status and token shards (footer + a few columns per file)."""
+def _status_keys(layout: OutputLayout, files: Sequence[str]) -> pa.Table:
+    """`source, status, final, committed_at` of every row of `files`, oldest first (ties: file name order)."""
+    tables = []
+    for i, f in enumerate(sorted(files)):
+        t = layout.read_table(f, STATUS_KEYS)
+        names = t.column_names
+        n = t.num_rows  # status shards of schema version 1 (before retries) have neither column: final, oldest
+        if "final" not in names:
+            t = t.append_column("final", pa.array([True] * n, pa.bool_()))
+        if "committed_at" not in names:
+            t = t.append_column("committed_at", pa.array([0.0] * n, pa.float64()))
+        tables.append(t.select(STATUS_KEYS).append_column("file_order", pa.array([i] * n, pa.int32())))
+    if not tables:
+        return pa.table({c: [] for c in STATUS_KEYS})
+    return pa.concat_tables(tables, promote_options="permissive").sort_by([("committed_at", "ascending"), ("file_order", "ascending")])
+
+
+def load_resume_state(layout: OutputLayout, retry_permanent: bool = False) -> ResumeState:
+    """Read only key columns of committed status and token shards (footer + a few columns per file).
+
+    Status: the newest row of each source wins (`committed_at`); a final row makes the input done, a pending one
+    (`final = false`, a transient failure left by an earlier run) plans it again. `retry_permanent` plans final
+    failures again too (only `ok` is done).
+    """
     st = ResumeState()
     st.status_files = set(layout.list("status"))
-    for t in _iter_columns(layout, sorted(st.status_files), ["source", "status"]):
-        st.done.update(t.column("source").to_pylist())
-        st.done_rows += t.num_rows
-        for reason, n in zip(*pc.value_counts(t.column("status")).flatten()):
-            if reason.as_py() != "ok":
-                st.failures[reason.as_py()] = st.failures.get(reason.as_py(), 0) + n.as_py()
+    keys = _status_keys(layout, st.status_files)
+    st.done_rows = keys.num_rows
+    failed: dict[str, str] = {}
+    done, pending = st.done, st.pending
+    for s, status, final in zip(*(keys.column(c).to_pylist() for c in ("source", "status", "final"))):
+        if final and (status == "ok" or not retry_permanent):
+            done.add(s)
+            pending.discard(s)
+            if status == "ok":
+                failed.pop(s, None)
+            else:
+                failed[s] = status
+        else:
+            done.discard(s)
+            failed.pop(s, None)
+            if not final:
+                pending.add(s)
+    del keys
+    for reason in failed.values():
+        st.failures[reason] = st.failures.get(reason, 0) + 1
     seen: dict[str, set[int]] = {}
     totals: dict[str, int] = {}
-    done = st.done
     # Python set lookups, not pc.is_in: is_in rebuilds its hash table from the value set on every call, which for
     # a million done inputs costs more than the whole scan.
     for t in _iter_columns(layout, layout.list("tokens"), ["source", "window_index", "num_windows"]):
@@ -162,10 +210,12 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
                 duplicates_in_input=dups, total_inputs=total)
 
 
-def read_new_status(layout: OutputLayout, known: set[str]) -> Iterator[dict]:
-    """Status rows committed since `known` was listed (by this run's decode stage): `{source, status}` dicts."""
-    new = [f for f in layout.list("status") if f not in known]
-    for t in _iter_columns(layout, new, ["source", "status", "num_windows", "source_duration_s"]):
+def read_new_status(layout: OutputLayout, run_id: str, skip: set[str] = frozenset()) -> Iterator[dict]:
+    """Status rows committed by run `run_id` outside the files in `skip` (the driver's own): the decode stage's rows
+    as `{source, status, final, attempts, ...}` dicts."""
+    mine = [f for f in layout.list("status") if f.rsplit("/", 1)[-1].startswith(f"status-{run_id}-") and f not in skip]
+    for t in _iter_columns(layout, mine, ["source", "status", "final", "attempts", "num_windows", "source_duration_s",
+                                             "committed_at"]):
         yield from t.to_pylist()
 
 

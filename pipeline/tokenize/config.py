@@ -15,6 +15,8 @@ from typing import Optional
 
 from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
 from pipeline.decode import DecodeConfig
+from pipeline.decode.status import IO_ERROR, REASONS
+from pipeline.retry import RetryPolicy
 
 DEFAULT_SIZE = 256  # decode.size when null: VidTok's 256 x 256 windows
 
@@ -65,6 +67,27 @@ class ShardsConfig:
 
 
 @dataclass
+class RetryConfig(RetryPolicy):
+    """`retry.*`: transient failures retried inside a run (`pipeline/retry.py`; decode outcomes:
+    `pipeline/tokenize/failures.py`). `attempts`, `base_s`, `max_s` and `deadline_s` apply to every input's decode
+    and to every write of a shard, status shard or summary; the object-store client retries each request on its own
+    first (`pipeline/storage.py`)."""
+
+    transient: list[str] = field(default_factory=lambda: [IO_ERROR])  # reasons retried and, if still failing, left
+    #                        pending (status row final=false, no _SUCCESS, non-zero exit; a re-run retries them)
+    decoder_attempts: int = 2  # tries for `timeout` / a crashed decoder before that row is final (a repeated hang or
+    #                        crash is the file); 1 = final at once
+    permanent: bool = False  # also retry inputs whose newest status row is a final failure (corrupt, not_found, ...)
+
+    def __post_init__(self):
+        super().__post_init__()
+        bad = [r for r in self.transient if r not in REASONS]
+        _check(not bad, f"retry.transient: unknown reason(s) {bad}; choose from {list(REASONS)}")
+        _check(self.decoder_attempts >= 1, f"retry.decoder_attempts must be >= 1, found {self.decoder_attempts}")
+        self.transient = list(dict.fromkeys(self.transient))
+
+
+@dataclass
 class SampleConfig:
     """The embedded default corpus (used when `input` is empty)."""
 
@@ -98,6 +121,7 @@ class TokenizeJobConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 

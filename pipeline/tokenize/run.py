@@ -8,8 +8,11 @@ Exactly-once protocol (details and failure analysis in docs/tokenize.md):
   4. this driver counts committed windows per input and, once an input is complete, buffers its status row; buffers
      are committed as status shards every `shards.status_every_inputs` inputs / `shards.status_every_s` seconds;
   5. when every planned input has a status row (the driver's, or the decode stage's, read back at the end):
-     summary.json, resolved_config.yaml and _SUCCESS.
-A kill -9 anywhere loses at most uncommitted work; the next run's plan redoes exactly that.
+     summary.json, resolved_config.yaml and, if no row is pending and the chain did not stop, _SUCCESS.
+A kill -9 anywhere loses at most uncommitted work; the next run's plan redoes exactly that. A transient failure that
+outlasts `retry.*` leaves a pending status row (decode) or stops the chain (a write): either way the run ends
+incomplete (`summary["complete"] = False`, no _SUCCESS, the job exits non-zero) and re-running the same command
+retries exactly what is missing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import json
 import logging
 import math
 import time
-import uuid
 from collections import Counter
 
 import pyarrow as pa
@@ -30,9 +32,11 @@ from pipeline.decode import DecodeConfig
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import iter_inputs
 from pipeline.ray_utils import init_ray
-from pipeline.storage import OutputLayout, sha256_of
-from pipeline.tokenize.commit import load_resume_state, read_new_status, status_shard_name, write_json, write_plan
+from pipeline.storage import OutputLayout, is_transient_error, sha256_of
 from pipeline.tokenize.card import write_card
+from pipeline.tokenize.commit import (
+    load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
+)
 from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
 from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
@@ -45,8 +49,8 @@ log = logging.getLogger(__name__)
 class StatusTracker:
     """Turns the writer's WRITTEN stream into committed status rows and run statistics."""
 
-    def __init__(self, layout: OutputLayout, every_inputs: int, every_s: float):
-        self.layout, self.every_inputs, self.every_s = layout, every_inputs, every_s
+    def __init__(self, layout: OutputLayout, run_id: str, every_inputs: int, every_s: float):
+        self.layout, self.run_id, self.every_inputs, self.every_s = layout, run_id, every_inputs, every_s
         self.inflight: dict[str, set[int]] = {}
         self.buffer: list[dict] = []
         self.written: set[str] = set()  # status shards this driver committed
@@ -54,7 +58,9 @@ class StatusTracker:
         self.finished = 0
         self.windows = 0
         self.video_s = 0.0
-        self.reasons: Counter = Counter()
+        self.reasons: Counter = Counter()  # final rows of this run by status
+        self.pending: Counter = Counter()  # pending rows (transient to the end) of this run by status
+        self.retried = 0  # inputs that needed more than one decode try
 
     def consume(self, written: pa.Table) -> None:
         for row in written.to_pylist():
@@ -71,18 +77,20 @@ class StatusTracker:
         """Buffer the status row of a finished input (all its windows committed)."""
         self.inflight.pop(row["source"], None)
         self.buffer.append({**{f.name: row.get(f.name) for f in STATUS_SCHEMA}, "num_windows": num_windows})
-        self.count(row.get("status", "ok"), row.get("source_duration_s"))
+        self.count(row)
 
-    def count(self, status: str, duration_s: float | None) -> None:
+    def count(self, row: dict) -> None:
+        """Count one finished input: its status row (`status`, `final`, `attempts`, `source_duration_s`)."""
         self.finished += 1
-        self.reasons[status] += 1
-        self.video_s += duration_s or 0.0
+        (self.reasons if row.get("final", True) else self.pending)[row.get("status", "ok")] += 1
+        self.retried += int((row.get("attempts") or 1) > 1)
+        self.video_s += row.get("source_duration_s") or 0.0
 
     def maybe_flush(self, force: bool = False) -> None:
         due = len(self.buffer) >= self.every_inputs or time.time() - self.last_flush >= self.every_s
         if self.buffer and (force or due):
-            path = self.layout.write_table(status_shard_name([r["source"] for r in self.buffer]),
-                                           status_table(self.buffer))
+            path = self.layout.write_table(status_shard_name([r["source"] for r in self.buffer], self.run_id),
+                                           status_table(self.buffer, self.run_id))
             self.written.add(path)
             log.info("committed status rows for %d inputs (%d finished so far)", len(self.buffer), self.finished)
             self.buffer = []
@@ -148,21 +156,49 @@ def input_source(cfg: TokenizeJobConfig) -> str:
 
 
 def run_tokenize(cfg: TokenizeJobConfig) -> dict:
-    """Run (or resume) the job described by `cfg`; returns the summary (also written as summary.json)."""
+    """Run (or resume) the job described by `cfg`; returns the summary (also written as summary.json).
+
+    `summary["complete"]` is False when inputs are still pending (`inputs_pending`) or the run stopped on a storage
+    outage that outlasted `retry.*` (`stopped`): no _SUCCESS then, and re-running the same command retries what is
+    missing. Only a transient storage error stops a run this way; anything else raises.
+    """
+    try:
+        return _run_tokenize(cfg)
+    except Exception as e:
+        if not is_transient_error(e):
+            raise
+        stopped = _short(e)  # before the chain (resume scan, listing, plan): nothing of this run is committed
+        log.error("the run stopped on a storage error that outlasted retry.* (%s): re-run the same command", stopped)
+        return {"output": cfg.output, "complete": False, "nothing_to_do": False, "stopped": stopped,
+                "inputs_pending": None, "pending_by_reason": {}}
+
+
+def _short(e: BaseException) -> str:
+    """The innermost cause of `e` (Ray wraps a task's error in its own), on one line."""
+    for _ in range(10):
+        inner = getattr(e, "cause", None) or e.__cause__
+        if inner is None:
+            break
+        e = inner
+    return f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:300]
+
+
+def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     t0 = time.time()
     opts = cfg.storage.storage_options()
     source = input_source(cfg)
-    layout = OutputLayout(cfg.output, opts)
+    layout = OutputLayout(cfg.output, opts, cfg.retry)
     kind, decode, token_shape, tokens_binary = _token_info(cfg)
     _check_identity(layout, cfg, decode)
     sha = _checkpoint_sha(cfg)
-    state = load_resume_state(layout)
-    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    state = load_resume_state(layout, retry_permanent=cfg.retry.permanent)
+    run_id = new_run_id()
     chunks = iter_inputs(source, extensions=cfg.extensions, storage_options=opts, column=cfg.manifest_column,
                          data_dir=cfg.data_dir)
     plan = write_plan(layout, chunks, state, run_id, limit=cfg.limit or 0)
-    log.info("plan: %d inputs listed, %d already done, %d to decode, %d complete without decoding (%.1f s)",
-             plan.total_inputs, plan.skipped_done, plan.pending, len(plan.complete_without_decode), time.time() - t0)
+    log.info("plan: %d inputs listed, %d already done, %d to decode (%d pending from earlier runs), %d complete "
+             "without decoding (%.1f s)", plan.total_inputs, plan.skipped_done, plan.pending, len(state.pending),
+             len(plan.complete_without_decode), time.time() - t0)
     if plan.pending == 0 and not plan.complete_without_decode and layout.exists("_SUCCESS"):
         log.info("nothing to do: all %d inputs of %s already have status rows in %s", plan.skipped_done, source,
                  cfg.output)
@@ -171,33 +207,52 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
 
     layout.remove("_SUCCESS")  # work is pending: readers must not take the output as complete until it is done
     layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
-    tracker = StatusTracker(layout, cfg.shards.status_every_inputs, cfg.shards.status_every_s)
+    tracker = StatusTracker(layout, run_id, cfg.shards.status_every_inputs, cfg.shards.status_every_s)
     progress = RunProgress(layout, run_id, plan.pending + len(plan.complete_without_decode), cfg.progress_every_s,
                            tracker)  # progress lines, Ray metrics, _stats/<run_id>.txt (pipeline/tokenize/progress.py)
     for row in plan.complete_without_decode:
         tracker.finish({**row, "status": "ok", "message": ""}, row["num_windows"])
     t_run = time.time()
     nodes: dict = {}
-    if plan.pending:
-        frames = decode.max_frames if decode.whole_clip else decode.num_frames
-        row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * frames
-        shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
-        nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker, progress)
-    tracker.maybe_flush(force=True)
-    for row in read_new_status(layout, state.status_files | tracker.written):  # committed by the decode stage
-        tracker.count(row["status"], row["source_duration_s"])
+    stopped = None
+    try:
+        if plan.pending:
+            frames = decode.max_frames if decode.whole_clip else decode.num_frames
+            row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * frames
+            shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
+            nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker, run_id,
+                               progress)
+        tracker.maybe_flush(force=True)
+        # committed by the decode stage; a task retried by Ray may have committed a source twice: newest wins
+        newest: dict[str, dict] = {}
+        for row in read_new_status(layout, run_id, skip=tracker.written):
+            if row["source"] not in newest or row["committed_at"] >= newest[row["source"]]["committed_at"]:
+                newest[row["source"]] = row
+        for row in newest.values():
+            tracker.count(row)
+    except Exception as e:
+        if not is_transient_error(e):
+            raise
+        stopped = _short(e)
+        log.error("the run stopped on a storage error that outlasted retry.* (%s); everything committed stays "
+                  "committed: re-run the same command to complete the output", stopped)
     progress.final()
     expected = plan.pending + len(plan.complete_without_decode)
-    if tracker.finished != expected or tracker.inflight:
+    if stopped is None and (tracker.finished != expected or tracker.inflight):
         raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "
                            "missing windows); nothing is lost: rerun the same command to complete them")
-    layout.remove("_plan", recursive=True)  # this run's plan; an older crashed run's plan is stale too
+    # pending = what a re-run will retry: rows left pending, plus (after a stop) inputs that got no row at all
+    pending = sum(tracker.pending.values()) + max(0, expected - tracker.finished)
+    complete = stopped is None and pending == 0
     done_reasons = Counter(state.failures)
     done_reasons.update({k: v for k, v in tracker.reasons.items() if k != "ok"})
     run_s = max(time.time() - t_run, 1e-9)
     size = list(decode.size) if isinstance(decode.size, tuple) else decode.size
     summary = {
-        "output": cfg.output, "input": source, "run_id": run_id, "complete": True, "nothing_to_do": False,
+        "output": cfg.output, "input": source, "run_id": run_id, "complete": complete, "nothing_to_do": False,
+        "stopped": stopped, "inputs_pending": pending, "pending_by_reason": dict(sorted(tracker.pending.items())),
+        "inputs_unfinished": max(0, expected - tracker.finished),
+        "inputs_retried_this_run": tracker.retried,
         "tokenizer": cfg.preset, "checkpoint_sha256": sha, "random_weights": not cfg.checkpoint,
         "regularizer": kind, "token_shape": list(token_shape), "num_frames": decode.num_frames, "size": size,
         "buckets": [list(b) for b in decode.buckets] if decode.buckets else None, "whole_clip": decode.whole_clip,
@@ -210,6 +265,15 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
         "pipeline_time_s": round(run_s, 3), "windows_per_s": round(tracker.windows / run_s, 3),
         "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes,
     }
+    if not complete:
+        log.error("run %s incomplete: %d inputs pending %s%s; _SUCCESS not written. Re-run the same command to "
+                  "retry them.", run_id, pending, summary["pending_by_reason"], f", stopped: {stopped}" if stopped else "")
+        try:
+            write_json(layout, "summary.json", summary)
+        except Exception as e:  # still in the outage: the summary is informational, the status rows are the truth
+            log.error("summary.json not written (%s)", e)
+        return summary
+    layout.remove("_plan", recursive=True)  # this run's plan; an older crashed run's plan is stale too
     write_json(layout, "summary.json", summary)
     write_card(layout, summary, cfg)  # README.md: the dataset card (pipeline/tokenize/card.py)
     layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
@@ -218,7 +282,8 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
 
 
 def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConfig, layout: OutputLayout, sha: str,
-               tokens_binary: bool, shard_rows: int, tracker: StatusTracker, progress: RunProgress) -> dict:
+               tokens_binary: bool, shard_rows: int, tracker: StatusTracker, run_id: str,
+               progress: RunProgress) -> dict:
     """Run the Ray Data chain over the plan, feeding `tracker`; returns where the stages ran (RunNodes)."""
     started = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
     try:
@@ -226,7 +291,7 @@ def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConf
         if num_gpus is None:
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         nodes = ray.remote(num_cpus=0)(RunNodes).remote()
-        ds = build_dataset(plan_files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, nodes)
+        ds = build_dataset(plan_files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, run_id, nodes)
         with progress.attach(nodes):
             for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 tracker.consume(written)
@@ -235,6 +300,9 @@ def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConf
         ray.kill(nodes)
         return seen
     finally:
-        tracker.maybe_flush(force=True)  # what is committed stays committed, even if the chain failed
+        try:
+            tracker.maybe_flush(force=True)  # what is committed stays committed, even if the chain failed
+        except Exception as e:  # an outage: these rows are rebuilt from the committed token shards next run
+            log.error("status rows of %d finished inputs not committed (%s)", len(tracker.buffer), e)
         if started:
             ray.shutdown()

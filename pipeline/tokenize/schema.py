@@ -2,7 +2,7 @@
 between the stages of the chain, plus the stable clip id. Pure pyarrow/numpy: no Ray, so each is tested alone.
 
     plan      PLAN_SCHEMA     driver -> decode         one row per pending input (INPUT_SCHEMA + resume info)
-    windows   WINDOW_SCHEMA   decode -> tokenizer      one row per window: lineage + `frames` (raw uint8 bytes)
+    windows   WINDOW_SCHEMA   decode -> tokenizer      one row per window: lineage + `frames` (raw uint8 bytes) + tries
     encoded   ENCODED_SCHEMA  tokenizer -> writer      the window row with `tokens` instead of `frames`
     tokens    token_schema    the committed shards     ENCODED + `clip_id`, without the resume bookkeeping
     written   WRITTEN_SCHEMA  writer -> driver         one small row per committed window (no pixels, no tokens)
@@ -22,6 +22,7 @@ The schema is documented for users in docs/tokenize.md (keep both in sync).
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Sequence
 
 import numpy as np
@@ -30,7 +31,7 @@ import pyarrow as pa
 from pipeline.decode.windows import Window
 from pipeline.inputs import INPUT_SCHEMA
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: status rows carry final / attempts / run_id / committed_at
 
 # Columns that identify a window; resume reads only these from committed shards.
 KEY_COLUMNS = ("source", "window_index", "num_windows")
@@ -69,9 +70,10 @@ _TOKEN_FIELDS = [
     pa.field("token_shape", pa.list_(pa.int32())),  # FSQ (t, h, w); KL (c, t, h, w)
 ]
 _PREV = pa.field("prev_windows", pa.int32())  # resume bookkeeping: windows of the source committed before this run
+_TRIES = pa.field("attempts", pa.int32())  # decode tries this run took for the source (retries of transient failures)
 
 WINDOW_SCHEMA = pa.schema(_SOURCE_FIELDS + _WINDOW_FIELDS + [
-    _PREV, pa.field("frames", pa.binary()),  # (num_frames, height, width, 3) uint8, C order
+    _PREV, _TRIES, pa.field("frames", pa.binary()),  # (num_frames, height, width, 3) uint8, C order
 ])
 
 
@@ -81,7 +83,7 @@ def tokens_type(tokens_binary: bool) -> pa.DataType:
 
 def encoded_schema(tokens_binary: bool) -> pa.Schema:
     """Tokenizer -> writer rows: the window row with its tokens instead of its frames."""
-    return pa.schema(_SOURCE_FIELDS + _WINDOW_FIELDS + [_PREV] + _TOKEN_FIELDS
+    return pa.schema(_SOURCE_FIELDS + _WINDOW_FIELDS + [_PREV, _TRIES] + _TOKEN_FIELDS
                      + [pa.field("tokens", tokens_type(tokens_binary))])
 
 
@@ -97,7 +99,7 @@ def token_schema(tokens_binary: bool) -> pa.Schema:
 
 WRITTEN_SCHEMA = pa.schema(_SOURCE_FIELDS + [
     pa.field("decode_backend", pa.string()), pa.field("window_index", pa.int32()), pa.field("num_windows", pa.int32()),
-    _PREV, pa.field("shard", pa.string()),  # the token shard that holds the window
+    _PREV, _TRIES, pa.field("shard", pa.string()),  # the token shard that holds the window
 ])
 
 
@@ -110,6 +112,12 @@ STATUS_SCHEMA = pa.schema(
         pa.field("source_fps", pa.float64()),
         pa.field("source_duration_s", pa.float64()),
         pa.field("decode_backend", pa.string()),
+        # False only for a transient failure still failing at the end of a run (status io_error): the input is
+        # pending, the run is not complete, the next run retries it. Readers keep the newest row per source.
+        pa.field("final", pa.bool_(), nullable=False),
+        pa.field("attempts", pa.int32()),  # decode tries in the run that wrote the row (null: none, from committed keys)
+        pa.field("run_id", pa.string()),  # the run that wrote the row (sortable: UTC start time + random suffix)
+        pa.field("committed_at", pa.float64()),  # when the row was committed, seconds since the epoch: newest wins
     ],
     metadata={"vidtok_pipeline.schema_version": SCHEMA_VERSION, "vidtok_pipeline.table": "status"},
 )
@@ -267,6 +275,10 @@ def _none_if_nan(v):
     return None if isinstance(v, float) and v != v else v
 
 
-def status_table(rows: Sequence[dict]) -> pa.Table:
-    """A status shard from a list of dicts with the STATUS_SCHEMA fields (missing optional fields are null)."""
-    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in STATUS_SCHEMA} for r in rows], schema=STATUS_SCHEMA)
+def status_table(rows: Sequence[dict], run_id: str) -> pa.Table:
+    """A status shard from dicts with the STATUS_SCHEMA fields, stamped with `run_id` and the commit time (missing
+    optional fields are null; a row without `final` is final)."""
+    now = time.time()
+    stamp = {"run_id": run_id, "committed_at": now}
+    return pa.Table.from_pylist([{**{f.name: r.get(f.name) for f in STATUS_SCHEMA}, "final": r.get("final") is not False,
+                                  **stamp} for r in rows], schema=STATUS_SCHEMA)

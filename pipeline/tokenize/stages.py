@@ -33,7 +33,9 @@ import pyarrow as pa
 from pipeline.decode import DecodeConfig, decode_windows
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
-from pipeline.tokenize.commit import status_shard_name, token_shard_name
+from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
+from pipeline.tokenize.config import RetryConfig
+from pipeline.tokenize.failures import decode_with_retry
 from pipeline.tokenize.schema import (
     WINDOW_SCHEMA, encoded_table, frames_array, status_table, token_table, window_table, written_table,
 )
@@ -92,16 +94,22 @@ _reported: set = set()
 class DecodeInputs:
     """`map_batches` body (a task): PLAN_SCHEMA rows -> WINDOW_SCHEMA tables, one input at a time.
 
-    Never raises for a bad input: `decode_windows` classifies it, and an input that yields no window commits its
-    status row to `layout` right here (named by its source, so a retried task rewrites the same file).
+    Never raises for a bad input: `decode_windows` classifies it, transient outcomes are decoded again under `retry`
+    (`pipeline/tokenize/failures.py`), and the inputs of the batch that yield no window get their status rows
+    committed to `layout` right here, one shard per batch (named by run and sources, so a retried task rewrites the
+    same file; one commit per batch, not per input: `benchmarks/small_clips.py`); `final = false` when the failure
+    was transient to the end.
     """
 
-    def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None):
+    def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
+                 run_id: str | None = None):
         self.cfg, self.layout, self.nodes = decode_cfg, layout, nodes
+        self.retry, self.run_id = retry or RetryConfig(), run_id or new_run_id()
 
     def __call__(self, plan: pa.Table):
         _report(self.nodes, "decode")
         opts = self.layout.storage_options
+        failed: list[dict] = []  # status rows of inputs without windows: one shard per task, not one per input
         for row in plan.to_pylist():
             skip = frozenset(int(w) for w in row.pop("skip_windows") or ())
             if row.get("source_size") is None:  # manifests may not carry size / ETag: ask the store once
@@ -109,16 +117,16 @@ class DecodeInputs:
                     row.update({k: v for k, v in stat_source(row["source"], opts).items() if k != "source"})
                 except Exception:  # the decode below reports the io_error with its message
                     pass
-            res = decode_windows(row["source"], self.cfg, storage_options=opts, skip_windows=skip)
+            out = decode_with_retry(lambda: decode_windows(row["source"], self.cfg, storage_options=opts,
+                                                           skip_windows=skip), self.retry, row["source"])
+            res = out.result
             info = {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
-                    "decode_backend": res.backend or None}
+                    "decode_backend": res.backend or None, "attempts": out.tries}
             windows = [w for w in res.windows if w.index not in skip] if res.status == "ok" else []
             if not windows:
                 done = res.num_windows_total if res.status == "ok" else row["prev_windows"]
-                status = {**info, "status": res.status, "message": res.message or "", "num_windows": done}
-                self.layout.write_table(status_shard_name([row["source"]]), status_table([status]))
-                if self.nodes is not None:  # live progress: the driver learns of this input only at the end
-                    self.nodes.finish.remote(row["source"], res.status, res.duration_s or None)
+                failed.append({**info, "status": res.status, "message": res.message or "", "num_windows": done,
+                               "final": out.final})
                 continue
             h, w = windows[0].frames.shape[1:3]
             base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps),
@@ -130,6 +138,12 @@ class DecodeInputs:
                         yield window_table(base, [piece], piece.frames[None])
                 else:
                     yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
+        if failed:  # after the batch: a killed task leaves no row, and its inputs are decoded again
+            self.layout.write_table(status_shard_name([r["source"] for r in failed], self.run_id),
+                                    status_table(failed, self.run_id))
+            if self.nodes is not None:  # live progress: the driver reads these rows back only at the end
+                for r in failed:
+                    self.nodes.finish.remote(r["source"], r["status"], r["source_duration_s"])
 
 
 # -------------------------------------------------------------------------------------------------- tokenizer stage
@@ -221,7 +235,7 @@ class WriteTokenShard:
 
 # ------------------------------------------------------------------------------------------------------- the chain
 def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: OutputLayout, sha: str,
-                  tokens_binary: bool, num_gpus: float, shard_rows: int, nodes=None):
+                  tokens_binary: bool, num_gpus: float, shard_rows: int, run_id: str, nodes=None):
     """The whole chain as one lazy Dataset whose rows are WRITTEN rows (consumed by the driver)."""
     import ray
 
@@ -235,7 +249,7 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
         # streaming split into blocks of `inputs_per_task` rows: one decode task each, so decoding spreads over the
         # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
         .repartition(target_num_rows_per_block=dt.inputs_per_task)
-        .map_batches(DecodeInputs(decode_cfg, layout, nodes), batch_size=dt.inputs_per_task, batch_format="pyarrow",
+        .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id), batch_size=dt.inputs_per_task, batch_format="pyarrow",
                      num_cpus=dt.num_cpus, memory=dt.memory_mb * 2**20, **decode_kwargs)
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,

@@ -190,7 +190,7 @@ def build_broken(folder: Path) -> list[Broken]:
     out.append(Broken("too_short", short, st.TOO_SHORT))
     out.append(Broken("too_many_pixels", mkv, st.TOO_LARGE, {"max_pixels": 160 * 119}))
     out.append(Broken("too_long", mkv, st.TOO_LARGE, {"max_duration_s": 1.5}))
-    out.append(Broken("missing_file", folder / "does_not_exist.mp4", st.IO_ERROR))
+    out.append(Broken("missing_file", folder / "does_not_exist.mp4", st.NOT_FOUND))
     return out
 
 

@@ -117,7 +117,7 @@ def test_decode_status_isolation_survives_crash_and_recycles():
 
 
 def test_decode_status_s3_source(s3_server, media):
-    """s3:// objects decode like the local file; a missing key is an io_error, not an exception."""
+    """s3:// objects decode like the local file; a missing key is `not_found` (permanent), not an exception."""
     m = media["vp9_webm_30"]
     bucket = s3_server.make_bucket()
     fs = s3_server.filesystem()
@@ -129,7 +129,7 @@ def test_decode_status_s3_source(s3_server, media):
     for a, b in zip(res.windows, local.windows):
         np.testing.assert_array_equal(a.frames, b.frames)
     missing = decode_windows(f"s3://{bucket}/clips/nope.mp4", cfg, storage_options=s3_server.storage_options)
-    assert missing.status == st.IO_ERROR and "nope.mp4" in missing.message
+    assert missing.status == st.NOT_FOUND and "nope.mp4" in missing.message
 
 
 def test_decode_status_config_validation(tmp_path):

@@ -40,7 +40,8 @@ def test_local_commit_is_atomic_rename(tmp_path):
 
 def _fixture_state(lay):
     lay.write_table("status/status-1.parquet", status_table([{"source": "done", "status": "ok", "num_windows": 2},
-                                                             {"source": "bad", "status": "corrupt", "message": "m"}]))
+                                                             {"source": "bad", "status": "corrupt", "message": "m"}],
+                                                            "r0"))
     totals = {"done": 2, "half": 3, "full": 2}
     lay.write_table("tokens/part-1.parquet", _tokens([("done", 0), ("done", 1), ("half", 0)], totals))
     lay.write_table("tokens/part-2.parquet", _tokens([("half", 2), ("full", 0), ("full", 1)], totals))
@@ -85,3 +86,39 @@ def test_plan_limit(tmp_path):
     lay = OutputLayout(str(tmp_path))
     plan = write_plan(lay, [_inputs([f"v{i}" for i in range(10)])], load_resume_state(lay), "r", limit=3)
     assert plan.pending == 3
+
+
+def test_resume_state_newest_status_row_wins(tmp_path):
+    """A pending row plans its input again; a newer final row (any run) makes it done; retry_permanent replans final
+    failures; status shards written before these columns existed count as final."""
+    import pyarrow.parquet as pq
+
+    lay = OutputLayout(str(tmp_path))
+    lay.write_table("status/status-r1-a.parquet", status_table([
+        {"source": "late_ok", "status": "io_error", "final": False, "attempts": 6},
+        {"source": "still", "status": "io_error", "final": False, "attempts": 6},
+        {"source": "gone", "status": "not_found"}], "r1"))
+    lay.write_table("status/status-r2-b.parquet", status_table([
+        {"source": "late_ok", "status": "ok", "num_windows": 1},
+        {"source": "flaky", "status": "io_error", "final": False}], "r2"))
+    old = tmp_path / "status" / "status-legacy.parquet"  # schema version 1: no final / committed_at
+    pq.write_table(pa.table({"source": ["legacy"], "status": ["corrupt"]}), old)
+    st = load_resume_state(lay)
+    assert st.done == {"late_ok", "gone", "legacy"} and st.pending == {"still", "flaky"}
+    assert st.failures == {"not_found": 1, "corrupt": 1}
+    again = load_resume_state(lay, retry_permanent=True)
+    assert again.done == {"late_ok"} and again.failures == {}
+    plan = write_plan(lay, [_inputs(["late_ok", "still", "gone", "flaky", "new"])], st, run_id="r3")
+    assert sorted(pa.concat_tables([lay_read(lay, f) for f in plan.files]).column("source").to_pylist()) == \
+        ["flaky", "new", "still"]
+
+
+def test_resume_state_order_is_commit_time_not_file_name(tmp_path):
+    """A later pending row hides an earlier final one even when its file name sorts first."""
+    import time
+
+    lay = OutputLayout(str(tmp_path))
+    lay.write_table("status/status-z.parquet", status_table([{"source": "x", "status": "ok"}], "rZ"))
+    time.sleep(0.01)
+    lay.write_table("status/status-a.parquet", status_table([{"source": "x", "status": "io_error", "final": False}], "rA"))
+    assert load_resume_state(lay).pending == {"x"}

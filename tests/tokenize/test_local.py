@@ -130,7 +130,7 @@ def test_tokenize_broken_inputs_are_status_rows(ray_local, tmp_path):
     st = read_folder(LOCAL, str(tmp_path / "out/status")).to_pandas().set_index("source")
     assert tok.num_rows == expected_windows(CLIPS[:2])
     assert set(tok.column("source").to_pylist()) == {str(p) for p in good}
-    assert len(st) == len(good) + len(broken) and set(broken.values()) >= {"not_a_video", "truncated", "io_error"}
+    assert len(st) == len(good) + len(broken) and set(broken.values()) >= {"not_a_video", "truncated", "not_found"}
     for path, reason in broken.items():
         assert st.loc[str(path), "status"] == reason, (path, st.loc[str(path), "message"])
         assert st.loc[str(path), "message"] and st.loc[str(path), "num_windows"] == 0

@@ -74,7 +74,10 @@ def test_status_table_schema_and_nulls():
     """Status rows keep reason and message; missing optional fields become nulls."""
     t = _roundtrip(status_table([{"source": "/a.mp4", "status": "corrupt", "message": "bad", "num_windows": 0},
                                  {"source": "/b.mp4", "status": "ok", "message": "", "num_windows": 4,
-                                  "source_size": 10}]))
+                                  "source_size": 10},
+                                 {"source": "/c.mp4", "status": "io_error", "final": False, "attempts": 6}], "r7"))
     assert t.schema.equals(STATUS_SCHEMA, check_metadata=False)
-    assert t.column("status").to_pylist() == ["corrupt", "ok"]
-    assert t.column("source_size").to_pylist() == [None, 10]
+    assert t.column("status").to_pylist() == ["corrupt", "ok", "io_error"]
+    assert t.column("source_size").to_pylist() == [None, 10, None]
+    assert t.column("final").to_pylist() == [True, True, False] and t.column("attempts").to_pylist() == [None, None, 6]
+    assert set(t.column("run_id").to_pylist()) == {"r7"} and len(set(t.column("committed_at").to_pylist())) == 1

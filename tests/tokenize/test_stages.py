@@ -41,7 +41,7 @@ def test_stages_decode_windows_and_commit_failures_itself(tmp_path):
     bad = tmp_path / "in" / "broken.mp4"
     bad.write_bytes(b"not a video at all" * 10)
     layout = OutputLayout(str(tmp_path / "out"))
-    out = _stack(list(DecodeInputs(DECODE, layout)(_plan([good[0], str(bad), good[1]], [[1], [], []]))))
+    out = _stack(list(DecodeInputs(DECODE, layout, run_id="r1")(_plan([good[0], str(bad), good[1]], [[1], [], []]))))
     assert out.schema.equals(WINDOW_SCHEMA)
     assert [(s, w) for s, w in zip(out.column("source").to_pylist(), out.column("window_index").to_pylist())] == \
         [(good[0], 0), (good[1], 0)]  # window 1 of the first clip was committed before: skipped
@@ -52,9 +52,10 @@ def test_stages_decode_windows_and_commit_failures_itself(tmp_path):
     want = np.asarray(out.column("frame_indices").to_pylist()[0])
     assert [read_frame_number(f) for f in frames[0]] == list(want % 4096)
     status = layout.list("status")
-    assert [p.rsplit("/", 1)[1] for p in status] == [status_shard_name([str(bad)]).split("/")[1]]
+    assert [p.rsplit("/", 1)[1] for p in status] == [status_shard_name([str(bad)], "r1").split("/")[1]]
     row = pq.read_table(status[0]).to_pylist()[0]
     assert row["source"] == str(bad) and row["status"] == "not_a_video" and row["num_windows"] == 0
+    assert (row["final"], row["attempts"], row["run_id"]) == (True, 1, "r1")  # permanent: one try, final
 
 
 def test_stages_tokenizer_then_writer_match_the_model(tmp_path):
