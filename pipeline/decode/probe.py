@@ -20,13 +20,12 @@ The decision is made from what the probe read (format and codec names, timestamp
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
-from .source import Readable, as_file
+from .source import Readable, as_file, open_binary, size_of
 from .status import CORRUPT, NOT_A_VIDEO, TRUNCATED, UNSUPPORTED_CODEC, DecodeError
 
 log = logging.getLogger(__name__)
@@ -83,16 +82,16 @@ def _looks_like_video_container(head: bytes) -> bool:
 
 
 def _head(readable: Readable) -> bytes:
-    if isinstance(readable, str):
-        with open(readable, "rb") as f:
-            return f.read(16)
-    return bytes(readable[:16])
+    if isinstance(readable, bytes):
+        return bytes(readable[:16])
+    with open_binary(readable) as f:
+        return f.read(16)
 
 
 def _mp4_cut(readable: Readable) -> str | None:
     """Walk the top-level MP4 boxes: say how the file was cut (a box running past the end, or no index), else None."""
     size = _file_size(readable)
-    f = open(readable, "rb") if isinstance(readable, str) else None
+    f = None if isinstance(readable, bytes) else open_binary(readable)
     try:
         pos, seen = 0, []
         while pos + 8 <= size:
@@ -120,7 +119,7 @@ def _mp4_cut(readable: Readable) -> str | None:
 
 
 def _file_size(readable: Readable) -> int:
-    return os.stat(readable).st_size if isinstance(readable, str) else len(readable)
+    return size_of(readable)
 
 
 def probe(readable: Readable) -> ProbeInfo:
