@@ -34,6 +34,7 @@ class DecodeConfig:
     max_duration_s: float = 4 * 3600.0  # longer sources get status `too_large`
     max_pixels: int = 7680 * 4320  # larger source frames (w x h) get status `too_large`
     max_bytes: int = 16 << 30  # larger files get status `too_large` (bounds the local spill, never memory: source.py)
+    read_block_bytes: int = 4 << 20  # range-read size for remote objects (what a reader holds of a file)
     spill_bytes: int = 64 << 20  # remote objects above this reach decord via a deleted-after temp file, not memory
     backend: str = "auto"  # auto (the probe decides per file) | decord | pyav
     threads: int = 1  # decoder threads per file (1 for one decode task per core)
@@ -59,7 +60,7 @@ class DecodeConfig:
             raise ValueError(f"decode.device must be one of {DEVICES}, found {self.device!r}")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise ValueError(f"decode.max_wall_s must be > 0 or null (scaled to the duration), found {self.max_wall_s}")
-        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "spill_bytes", "threads"):
+        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "spill_bytes", "threads"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decode.{name} must be > 0, found {getattr(self, name)}")
 

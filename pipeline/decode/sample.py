@@ -47,7 +47,7 @@ from .config import BACKENDS, DecodeConfig
 from .isolate import CallOutcome, IsolatedRunner
 from .probe import ProbeInfo, probe
 from .resample import select_frames
-from .source import SPILL_BYTES, Readable, Source, decord_input, open_source
+from .source import BLOCK_BYTES, SPILL_BYTES, Readable, Source, decord_input, open_source
 from .spatial import Size, normalize_size
 from .status import DecodeError
 from .windows import Window, WindowPlan, cut_windows, plan_windows
@@ -80,8 +80,9 @@ def _display_wh(info: ProbeInfo) -> tuple[int, int]:
     return (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
 
 
-def _open_probe(source: Source, storage_options, max_pixels, max_duration_s, max_bytes) -> tuple[Readable, ProbeInfo]:
-    readable, _ = open_source(source, storage_options, max_bytes)
+def _open_probe(source: Source, storage_options, max_pixels, max_duration_s, max_bytes,
+                block_size: int = BLOCK_BYTES) -> tuple[Readable, ProbeInfo]:
+    readable, _ = open_source(source, storage_options, max_bytes, block_size)
     info = probe(readable)
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise DecodeError(st.TOO_LARGE, f"{info.width}x{info.height} frames exceed max_pixels={max_pixels}")
@@ -253,7 +254,8 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     head: DecodeResult | None = None
     clock = _ActiveClock()
     try:
-        readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes)
+        readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
+                                     cfg.read_block_bytes)
         notes: list[str] = []
         use = _first_choice(cfg.backend, info, notes)
         w, h = _display_wh(info)

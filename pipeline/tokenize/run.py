@@ -170,6 +170,7 @@ def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     tracker.maybe_flush(force=True)
     for row in read_new_status(layout, state.status_files | tracker.written):  # committed by the decode stage
         tracker.count(row["status"], row["source_duration_s"])
+        tracker.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
     expected = plan.pending + len(plan.complete_without_decode)
     if tracker.finished != expected or tracker.inflight:
         raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "

@@ -30,7 +30,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from pipeline.decode import DecodeConfig, decode_windows
+from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
 from pipeline.tokenize.commit import status_shard_name, token_shard_name
@@ -77,8 +77,9 @@ _reported: set = set()
 class DecodeInputs:
     """`map_batches` body (a task): PLAN_SCHEMA rows -> WINDOW_SCHEMA tables, one input at a time.
 
-    Never raises for a bad input: `decode_windows` classifies it, and an input that yields no window commits its
-    status row to `layout` right here (named by its source, so a retried task rewrites the same file).
+    Never raises for a bad input: `iter_windows` classifies it, and an input that yields no window (or fails after
+    some) commits its status row to `layout` right here (named by its source, so a retried task rewrites the same
+    file). Windows are yielded as the decode child streams them, `WINDOWS_PER_YIELD` per table.
     """
 
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None):
@@ -94,19 +95,33 @@ class DecodeInputs:
                     row.update({k: v for k, v in stat_source(row["source"], opts).items() if k != "source"})
                 except Exception:  # the decode below reports the io_error with its message
                     pass
-            res = decode_windows(row["source"], self.cfg, storage_options=opts, skip_windows=skip)
-            info = {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
-                    "decode_backend": res.backend or None}
-            windows = [w for w in res.windows if w.index not in skip] if res.status == "ok" else []
-            if not windows:
-                done = res.num_windows_total if res.status == "ok" else row["prev_windows"]
-                status = {**info, "status": res.status, "message": res.message or "", "num_windows": done}
+            stream = iter_windows(row["source"], self.cfg, storage_options=opts, skip_windows=skip)
+            chunk, sent = [], 0
+            for w in stream:  # windows arrive as the child cuts them: this task holds a few, never the video
+                chunk.append(w)
+                if len(chunk) == WINDOWS_PER_YIELD:
+                    yield self._table(row, stream.result, chunk)
+                    sent, chunk = sent + len(chunk), []
+            res = stream.result
+            if chunk and res.status == "ok":
+                yield self._table(row, res, chunk)
+                sent += len(chunk)
+            if res.status != "ok" or not sent:
+                # ok: every window was committed before; a failure after `sent` windows: those stay committed and
+                # this final row says how many there are (the driver settles the input by this row)
+                done = res.num_windows_total if res.status == "ok" else int(row["prev_windows"] or 0) + sent
+                status = {**self._info(row, res), "status": res.status, "message": res.message or "",
+                          "num_windows": done}
                 self.layout.write_table(status_shard_name([row["source"]]), status_table([status]))
-                continue
-            base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps)}
-            for start in range(0, len(windows), WINDOWS_PER_YIELD):
-                chunk = windows[start:start + WINDOWS_PER_YIELD]
-                yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
+
+    @staticmethod
+    def _info(row: dict, res) -> dict:
+        return {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
+                "decode_backend": res.backend or None}
+
+    def _table(self, row: dict, res, chunk: list) -> pa.Table:
+        base = {**self._info(row, res), "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps)}
+        return window_table(base, chunk, np.stack([w.frames for w in chunk]))
 
 
 # -------------------------------------------------------------------------------------------------- tokenizer stage
