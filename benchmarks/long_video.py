@@ -1,0 +1,169 @@
+"""Benchmark: peak memory of the whole tokenize job on a long video vs its first minutes (goal: ≤ 1.2×).
+
+Generates (once, cached in ``--workdir``) a ``--minutes``-long 1280×720 30 fps H.264 video (ffmpeg ``testsrc2``,
+``-preset ultrafast -g 250``) and a ``--short-minutes`` one made by the same command, then runs the real job
+(``jobs/tokenize_corpus.py``, private local Ray, tiny preset, ``tokenizer.num_gpus=0``, ``decode.size=256``) on each.
+A sampler reads /proc every 0.2 s over the job's whole process tree (driver, raylet, Ray workers, decode children):
+peak of the summed RSS (shared object-store pages counted once per process that maps them) and of the summed PSS
+(shared pages split between their processes: the machine's real use).
+
+``--baseline REF`` also runs the short video with the code of git commit REF (exported with ``git archive`` under
+``--workdir``; 22c28a4 is the last commit before streaming decode) and checks that both runs wrote the same
+windows: frame indices, timestamps and token ids per (source, window_index).
+
+    python benchmarks/long_video.py --minutes 120            # the issue's 2-hour video (generation takes a while)
+    python benchmarks/long_video.py --minutes 20 --baseline 22c28a4
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_video(workdir: Path, minutes: float) -> Path:
+    path = workdir / f"testsrc2_720p30_{minutes:g}min.mp4"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.mp4")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        "testsrc2=size=1280x720:rate=30", "-t", str(int(minutes * 60)), "-c:v", "libx264",
+                        "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p", str(tmp)], check=True)
+        tmp.rename(path)
+    return path
+
+
+def _proc_kb(pid: int, names: tuple[str, ...], file: str) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in names:
+                out[key] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [pid], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def run_job(code: Path, video: Path, root: Path, tag: str, size: int) -> dict:
+    """The tokenize job of the checkout ``code`` on the one video; peak memory of its process tree."""
+    corpus, out = root / f"in_{tag}", root / f"out_{tag}"
+    shutil.rmtree(out, ignore_errors=True)
+    corpus.mkdir(parents=True, exist_ok=True)
+    link = corpus / video.name
+    if not link.exists():
+        link.symlink_to(video)
+    ray_tmp = tempfile.mkdtemp(prefix="vtl", dir="/tmp")  # short: AF_UNIX socket paths
+    env = dict(os.environ, OMP_NUM_THREADS="1", VIDTOK_RAY_TMP=ray_tmp, PYTHONPATH=str(code))
+    cmd = [sys.executable, str(code / "jobs/tokenize_corpus.py"), f"input={corpus}", f"output={out}",
+           f"decode.size={size}", "tokenizer.num_gpus=0", "preset=vidtok_fsq_causal_488_32768_tiny",
+           "decode.timeout_s=600"]
+    proc = subprocess.Popen(cmd, env=env, cwd=str(code), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            pids = _tree(proc.pid)
+            rss = sum(_proc_kb(p, ("VmRSS",), "status").get("VmRSS", 0) for p in pids) / 1024
+            pss = sum(_proc_kb(p, ("Pss",), "smaps_rollup").get("Pss", 0) for p in pids) / 1024
+            peak["rss_mb"], peak["pss_mb"] = max(peak["rss_mb"], rss), max(peak["pss_mb"], pss)
+            peak["processes"] = max(peak["processes"], len(pids))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.time()
+    log, _ = proc.communicate()
+    done.set()
+    th.join()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{tag} failed:\n{log[-4000:]}")
+    s = json.loads((out / "summary.json").read_text())
+    return {"run": tag, "video": video.name, "windows": s["windows_this_run"], "wall_s": round(time.time() - t0, 1),
+            "peak_rss_sum_mb": round(peak["rss_mb"], 1), "peak_pss_sum_mb": round(peak["pss_mb"], 1),
+            "max_processes": peak["processes"], "output": str(out)}
+
+
+def read_windows(out: str) -> dict:
+    import pyarrow.parquet as pq
+
+    rows = {}
+    for f in glob.glob(os.path.join(out, "**", "*.parquet"), recursive=True):
+        t = pq.read_table(f)
+        if "window_index" not in t.column_names or "tokens" not in t.column_names:
+            continue
+        for r in t.select(["source", "window_index", "frame_indices", "frame_timestamps", "tokens"]).to_pylist():
+            rows[(os.path.basename(r["source"]), r["window_index"])] = (r["frame_indices"], r["frame_timestamps"],
+                                                                       r["tokens"])
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=120.0)
+    ap.add_argument("--short-minutes", type=float, default=2.0)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--baseline", default=None, help="git commit to compare windows with on the short video")
+    ap.add_argument("--workdir", default="/tmp/vidtok-long")
+    args = ap.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    short, long = make_video(workdir, args.short_minutes), make_video(workdir, args.minutes)
+    print(f"videos ready ({time.time() - t:.0f} s): {short.name} {short.stat().st_size / 1e6:.0f} MB, "
+          f"{long.name} {long.stat().st_size / 1e6:.0f} MB; load average {os.getloadavg()}", flush=True)
+    root = workdir / "runs"
+    results = [run_job(REPO, short, root, "short", args.size)]
+    print(json.dumps(results[-1]), flush=True)
+    results.append(run_job(REPO, long, root, "long", args.size))
+    print(json.dumps(results[-1]), flush=True)
+    report = {"minutes": args.minutes, "short_minutes": args.short_minutes, "size": args.size, "runs": results,
+              "long_over_short_rss": round(results[1]["peak_rss_sum_mb"] / results[0]["peak_rss_sum_mb"], 3),
+              "long_over_short_pss": round(results[1]["peak_pss_sum_mb"] / results[0]["peak_pss_sum_mb"], 3),
+              "load_average_end": os.getloadavg()}
+    if args.baseline:
+        base = workdir / f"base-{args.baseline}"
+        if not base.exists():  # an exported tree of that commit (git archive: leaves the repository's state alone)
+            base.mkdir()
+            tar = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], check=True, capture_output=True)
+            subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
+        results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size))
+        print(json.dumps(results[-1]), flush=True)
+        a, b = read_windows(results[0]["output"]), read_windows(results[-1]["output"])
+        report["baseline_windows_identical"] = a == b and len(a) > 0
+        report["baseline_windows"] = [len(a), len(b)]
+    print(json.dumps(report, indent=2))
+    (workdir / f"report_{args.minutes:g}min.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
