@@ -10,8 +10,11 @@ the CPU path. A job never fails for a decode device it cannot get; its output is
 the one rule), only slower.
 
 Frames: torchcodec's ``get_frames_at`` with the probe's frame indices (presentation order, ``seek_mode="exact"``),
-copied to the host as (h, w, 3) uint8 and put through the same spatial policy as the CPU paths. Not measured here (no
-GPU was lent to this project): the numbers and a matrix run are still to come from a GPU node.
+copied to the host as (h, w, 3) uint8 and put through the same spatial policy as the CPU paths. Only files whose
+container timestamps the probe trusts come here (MP4/MOV/MKV/WebM): torchcodec 0.17's CPU decoder, run over the
+decode matrix, returned the rule's frames on all 26 such cases (rotations, VFR, AV1, MPEG-4 with B-frames
+included) and was 2 frames off on AVI with B-frames and on MPEG-PS, which stay on the PyAV path. NVDEC itself was
+not measured here (no GPU was lent to this project): a matrix run on a GPU node is still to come.
 """
 
 from __future__ import annotations
@@ -49,13 +52,10 @@ def iter_torchcodec(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarr
 
     src = readable.open() if isinstance(readable, RemoteObject) else readable  # torchcodec reads file objects too
     dec = VideoDecoder(src, device="cuda", dimension_order="NHWC", seek_mode="exact")
-    quarter = (info.rotation // 90) % 4
     for run in runs:
         run = [int(i) for i in run]
         for k in range(0, len(run), _BATCH):
             part = run[k : k + _BATCH]
             batch = dec.get_frames_at(indices=part).data.cpu().numpy()
-            for i, f in zip(part, batch):
-                if quarter and f.shape[:2] == (info.height, info.width):  # not turned for display by the decoder
-                    f = np.ascontiguousarray(np.rot90(f, k=-quarter))
+            for i, f in zip(part, batch):  # torchcodec turns frames for display itself (all four rotations)
                 yield i, resize_crop_frame(f, size)

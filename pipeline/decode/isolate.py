@@ -50,13 +50,22 @@ def _send_error(conn, e: BaseException) -> None:
 
 def _child_stream(conn, call_id: int, credit: int, fn, args, kwargs) -> None:
     sent = taken = 0
-    for item in fn(*args, **kwargs):
-        while sent - taken >= credit:  # the parent's consumer is `credit` items behind: wait for it
+
+    def read_credit(block: bool) -> None:
+        nonlocal taken
+        while block or conn.poll(0):
             msg = conn.recv()
             if msg is None:
                 raise EOFError
             if msg[0] == "more" and msg[1] == call_id:
-                taken = msg[2]
+                taken = max(taken, msg[2])
+            block = False
+
+    for item in fn(*args, **kwargs):
+        # Credit messages are read only here, so at most `credit` of them wait unread in the pipe: neither side can
+        # block writing to the other while that one is blocked writing back.
+        while sent - taken >= credit:  # the parent's consumer is `credit` items behind: wait for it
+            read_credit(block=True)
         conn.send(("item", item))
         sent += 1
     conn.send(("end", None))

@@ -228,6 +228,20 @@ def _assemble(pairs: Iterable[tuple[int, np.ndarray]], idx: np.ndarray, times: n
         raise DecodeError(st.CORRUPT, f"the decoder stopped before window {chosen[wi]}")
 
 
+def _frame_runs(idx: np.ndarray, plan: WindowPlan, chosen: list[int], merge_all: bool) -> list[np.ndarray]:
+    """The distinct frames of the ``chosen`` windows as increasing, disjoint runs: one run for every window
+    (one pass over the file), else one per group of windows whose frames overlap (each run is one seek)."""
+    runs: list[np.ndarray] = []
+    for c in chosen:
+        a, b, _ = plan.spans[c]
+        frames = np.unique(idx[a:b])
+        if runs and (merge_all or frames[0] <= runs[-1][-1]):
+            runs[-1] = np.union1d(runs[-1], frames)
+        else:
+            runs.append(frames)
+    return runs
+
+
 class _ActiveClock:
     """Seconds a generator spent working, not suspended at its yields (the consumer's time is not ours)."""
 
@@ -296,9 +310,7 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
                 yield win
                 clock.resume()
         else:
-            runs = [np.unique(idx[plan.spans[c][0] : plan.spans[c][1]]) for c in chosen]
-            if choose is None:  # every window: one pass over the file
-                runs = [np.unique(np.concatenate(runs))] if runs else []
+            runs = _frame_runs(idx, plan, chosen, merge_all=choose is None)
             frames = _Frames(readable, info, runs, cfg, use, notes, seek=choose is not None)
             for item in _assemble(frames, idx, times, plan, chosen):
                 if head is None:  # after the first frame: the backend that really decodes is known

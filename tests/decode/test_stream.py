@@ -96,6 +96,23 @@ def test_stream_child_runs_at_most_credit_ahead(tmp_path):
         runner.close()
 
 
+def _blobs(n: int, nbytes: int):
+    for i in range(n):
+        yield bytes(nbytes)
+
+
+@pytest.mark.timeout(120)
+def test_stream_many_large_items_all_arrive():
+    """Thousands of items larger than the pipe's buffer, taken as fast as they come, all arrive in order, with no
+    deadlock between credit messages and items."""
+    runner = IsolatedRunner()
+    try:
+        out = list(runner.stream(_blobs, 3000, 70_000, timeout_s=30))
+        assert len(out) == 3001 and out[-1].kind == "ok" and all(len(b) == 70_000 for b in out[:-1])
+    finally:
+        runner.close()
+
+
 def _paced(n: int, gap_s: float):
     for i in range(n):
         time.sleep(gap_s)
