@@ -9,10 +9,12 @@ peak of the summed RSS (shared object-store pages counted once per process that 
 
 ``--baseline REF`` also runs the short video with the code of git commit REF (exported with ``git archive`` under
 ``--workdir``; 22c28a4 is the last commit before streaming decode) and checks that both runs wrote the same
-windows: frame indices, timestamps and token ids per (source, window_index).
+windows: frame indices, timestamps and token ids per (source, window_index). REF runs with
+``decode.backend=pyav``, the path ``auto`` takes now (REF's ``auto`` was decord, whose colour conversion differs by a
+grey level, so its tokens would differ for that reason alone).
 
     python benchmarks/long_video.py --minutes 120            # the issue's 2-hour video (generation takes a while)
-    python benchmarks/long_video.py --minutes 20 --baseline 22c28a4
+    python benchmarks/long_video.py --minutes 20 --stride 340 --baseline 22c28a4   # what docs/benchmarks.md quotes
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def run_job(code: Path, video: Path, root: Path, tag: str, size: int) -> dict:
+def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: int | None, extra: tuple = ()) -> dict:
     """The tokenize job of the checkout ``code`` on the one video; peak memory of its process tree."""
     corpus, out = root / f"in_{tag}", root / f"out_{tag}"
     shutil.rmtree(out, ignore_errors=True)
@@ -84,7 +86,7 @@ def run_job(code: Path, video: Path, root: Path, tag: str, size: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", VIDTOK_RAY_TMP=ray_tmp, PYTHONPATH=str(code))
     cmd = [sys.executable, str(code / "jobs/tokenize_corpus.py"), f"input={corpus}", f"output={out}",
            f"decode.size={size}", "tokenizer.num_gpus=0", "preset=vidtok_fsq_causal_488_32768_tiny",
-           "decode.timeout_s=600"]
+           "decode.timeout_s=600"] + ([f"decode.stride={stride}"] if stride else []) + list(extra)
     proc = subprocess.Popen(cmd, env=env, cwd=str(code), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0}
     done = threading.Event()
@@ -132,6 +134,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=120.0)
     ap.add_argument("--short-minutes", type=float, default=2.0)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--stride", type=int, default=None,
+                    help="decode.stride: windows every N samples. The whole video is still decoded and sampled; fewer "
+                         "windows only cut the CPU tokenizer's time (on a 2-core machine it dominates)")
     ap.add_argument("--baseline", default=None, help="git commit to compare windows with on the short video")
     ap.add_argument("--workdir", default="/tmp/vidtok-long")
     args = ap.parse_args()
@@ -142,11 +147,12 @@ def main() -> None:
     print(f"videos ready ({time.time() - t:.0f} s): {short.name} {short.stat().st_size / 1e6:.0f} MB, "
           f"{long.name} {long.stat().st_size / 1e6:.0f} MB; load average {os.getloadavg()}", flush=True)
     root = workdir / "runs"
-    results = [run_job(REPO, short, root, "short", args.size)]
+    results = [run_job(REPO, short, root, "short", args.size, args.stride)]
     print(json.dumps(results[-1]), flush=True)
-    results.append(run_job(REPO, long, root, "long", args.size))
+    results.append(run_job(REPO, long, root, "long", args.size, args.stride))
     print(json.dumps(results[-1]), flush=True)
-    report = {"minutes": args.minutes, "short_minutes": args.short_minutes, "size": args.size, "runs": results,
+    report = {"minutes": args.minutes, "short_minutes": args.short_minutes, "size": args.size, "stride": args.stride,
+              "runs": results,
               "long_over_short_rss": round(results[1]["peak_rss_sum_mb"] / results[0]["peak_rss_sum_mb"], 3),
               "long_over_short_pss": round(results[1]["peak_pss_sum_mb"] / results[0]["peak_pss_sum_mb"], 3),
               "load_average_end": os.getloadavg()}
@@ -156,7 +162,8 @@ def main() -> None:
             base.mkdir()
             tar = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
-        results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size))
+        results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size, args.stride,
+                               ("decode.backend=pyav",))  # the backend `auto` picks now; REF's auto was decord)
         print(json.dumps(results[-1]), flush=True)
         a, b = read_windows(results[0]["output"]), read_windows(results[-1]["output"])
         report["baseline_windows_identical"] = a == b and len(a) > 0

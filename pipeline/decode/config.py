@@ -36,7 +36,7 @@ class DecodeConfig:
     max_bytes: int = 16 << 30  # larger files get status `too_large` (bounds the local spill, never memory: source.py)
     read_block_bytes: int = 4 << 20  # range-read size for remote objects (what a reader holds of a file)
     spill_bytes: int = 64 << 20  # remote objects above this reach decord via a deleted-after temp file, not memory
-    backend: str = "auto"  # auto (the probe decides per file) | decord | pyav
+    backend: str = "auto"  # auto = pyav (measured fastest) | decord (where the probe trusts it, else pyav) | pyav
     threads: int = 1  # decoder threads per file (1 for one decode task per core)
     device: str = "cpu"  # cpu | cuda (torchcodec on NVDEC; without CUDA or torchcodec: a log line, then the CPU path)
     isolate: bool = True  # decode in a child process (off only for debugging: no time limit, a crash takes the caller)
