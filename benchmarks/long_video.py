@@ -162,8 +162,9 @@ def main() -> None:
             base.mkdir()
             tar = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], check=True, capture_output=True)
             subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
+        # REF with the backend `auto` picks now (REF's auto was decord)
         results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size, args.stride,
-                               ("decode.backend=pyav",))  # the backend `auto` picks now; REF's auto was decord)
+                               ("decode.backend=pyav",)))
         print(json.dumps(results[-1]), flush=True)
         a, b = read_windows(results[0]["output"]), read_windows(results[-1]["output"])
         report["baseline_windows_identical"] = a == b and len(a) > 0
