@@ -6,7 +6,7 @@ as they are cut; memory flat in the video's length), `decode_windows` (that stre
 input), `DecodeConfig` (the `decode.*` keys of every job), `DecodeResult`, `DecodeError`. Modules:
 
     config     DecodeConfig                      source    a path / range-read remote object / memory
-    gpu        torchcodec on NVDEC (device=cuda)
+    gpu        torchcodec on NVDEC (device=cuda)  assemble  windows cut from a stream of frames
     probe      container facts, backend trust    backends  decord and PyAV paths
     resample   the timestamp rule                spatial   resize + centre crop
     windows    window plans and tails            isolate   child process with a time limit

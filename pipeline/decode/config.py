@@ -29,7 +29,7 @@ class DecodeConfig:
     num_frames: Optional[int] = None  # frames per window; null: the model's default (17 causal, 16 non-causal)
     stride: Optional[int] = None  # window start step in sampled frames; null: num_frames (non-overlapping)
     tail: str = "skip"  # the samples after the last full window: skip | pad | overlap (pipeline/decode/windows.py)
-    timeout_s: float = 120.0  # progress limit: no new frame (before the first: no probe result) for this long -> `timeout`
+    timeout_s: float = 120.0  # no new frame (before the first: no probe result) for this long -> status `timeout`
     max_wall_s: Optional[float] = None  # overall decode-time cap per file; null: timeout_s + 4 s per second of video
     max_duration_s: float = 4 * 3600.0  # longer sources get status `too_large`
     max_pixels: int = 7680 * 4320  # larger source frames (w x h) get status `too_large`
@@ -60,7 +60,8 @@ class DecodeConfig:
             raise ValueError(f"decode.device must be one of {DEVICES}, found {self.device!r}")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise ValueError(f"decode.max_wall_s must be > 0 or null (scaled to the duration), found {self.max_wall_s}")
-        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "spill_bytes", "threads"):
+        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "spill_bytes",
+                     "threads"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decode.{name} must be > 0, found {getattr(self, name)}")
 

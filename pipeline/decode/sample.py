@@ -35,14 +35,14 @@ import atexit
 import dataclasses
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from . import status as st
-from .backends import Unverified, decode_decord, decode_pyav, decode_pyav_untimed, iter_decord, iter_pyav
+from .assemble import ActiveClock, Frames, assemble, frame_runs
+from .backends import Unverified, decode_decord, decode_pyav, decode_pyav_untimed
 from .config import BACKENDS, DecodeConfig
 from .isolate import CallOutcome, IsolatedRunner
 from .probe import ProbeInfo, probe
@@ -50,7 +50,7 @@ from .resample import select_frames
 from .source import BLOCK_BYTES, SPILL_BYTES, Readable, Source, decord_input, open_source
 from .spatial import Size, normalize_size
 from .status import DecodeError
-from .windows import Window, WindowPlan, cut_windows, plan_windows
+from .windows import Window, cut_windows, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -158,106 +158,6 @@ def _source_name(source: Source) -> str:
     return f"<{len(source)} bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
 
 
-class _Frames:
-    """The distinct sampled frames of ``runs`` in increasing index order, from the chosen backend; decord hands over
-    to PyAV (``backend`` becomes ``pyav``, a note says why) wherever it fails, from the first frame it did not give."""
-
-    def __init__(self, readable: Readable, info: ProbeInfo, runs: list[np.ndarray], cfg: DecodeConfig,
-                 use: str, notes: list[str], seek: bool):
-        self.readable, self.info, self.runs, self.cfg, self.notes, self.seek = readable, info, runs, cfg, notes, seek
-        self.backend = use
-        if cfg.device == "cuda":
-            from .gpu import unavailable
-
-            why = unavailable()
-            if why:
-                notes.append(f"decode.device=cuda: {why}: decoded on the CPU")
-                log.warning("%s", notes[-1])
-            else:
-                self.backend = "torchcodec-cuda"
-
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        size, threads, last = self.cfg.size, self.cfg.threads, -1
-        runs = self.runs
-        if self.backend == "torchcodec-cuda":
-            from .gpu import iter_torchcodec
-
-            yield from iter_torchcodec(self.readable, self.info, runs, size)
-            return
-        if self.backend == "decord":
-            try:
-                with decord_input(self.readable, self.cfg.spill_bytes) as r:
-                    for i, f in iter_decord(r, self.info, np.concatenate(runs), size, threads):
-                        last = i
-                        yield i, f
-                return
-            except Unverified as e:
-                self.notes.append(f"{e}: used pyav" + (f" from frame {last + 1}" if last >= 0 else ""))
-                log.info("%s", self.notes[-1])
-                self.backend = "pyav" if last < 0 else "decord+pyav"
-                runs = [r[r > last] for r in runs]
-        yield from iter_pyav(self.readable, self.info, runs, size, threads, seek=self.seek)
-
-
-def _assemble(pairs: Iterable[tuple[int, np.ndarray]], idx: np.ndarray, times: np.ndarray, plan: WindowPlan,
-              chosen: list[int]) -> Iterator[Window | int]:
-    """Cut the ``chosen`` windows (sorted) of ``plan`` from distinct frames arriving in index order, exactly as
-    :func:`cut_windows` cuts them from all samples, holding only the samples from the next window's start on.
-    Yields each window as soon as its last sample is in, and an ``int`` (frames so far) after every frame."""
-    buf: dict[int, np.ndarray] = {}  # sample position -> frame (repeated samples share the array)
-    wi, n = 0, 0
-    for i, frame in pairs:
-        n += 1
-        lo, hi = int(np.searchsorted(idx, i, "left")), int(np.searchsorted(idx, i, "right"))
-        start = plan.spans[chosen[wi]][0] if wi < len(chosen) else hi
-        for p in range(max(lo, start), hi):
-            buf[p] = frame
-        while wi < len(chosen) and plan.spans[chosen[wi]][1] <= hi:
-            w = chosen[wi]
-            a, b, pad = plan.spans[w]
-            sel = np.arange(a, b)
-            if pad:
-                sel = np.concatenate([sel, np.full(pad, b - 1)])
-            yield Window(w, np.stack([buf[int(p)] for p in sel]), times[sel], idx[sel], pad)
-            wi += 1
-            keep = plan.spans[chosen[wi]][0] if wi < len(chosen) else hi
-            for p in [p for p in buf if p < keep]:
-                del buf[p]
-        yield n
-    if wi < len(chosen):
-        raise DecodeError(st.CORRUPT, f"the decoder stopped before window {chosen[wi]}")
-
-
-def _frame_runs(idx: np.ndarray, plan: WindowPlan, chosen: list[int], merge_all: bool) -> list[np.ndarray]:
-    """The distinct frames of the ``chosen`` windows as increasing, disjoint runs: one run for every window
-    (one pass over the file), else one per group of windows whose frames overlap (each run is one seek)."""
-    runs: list[np.ndarray] = []
-    for c in chosen:
-        a, b, _ = plan.spans[c]
-        frames = np.unique(idx[a:b])
-        if runs and (merge_all or frames[0] <= runs[-1][-1]):
-            runs[-1] = np.union1d(runs[-1], frames)
-        else:
-            runs.append(frames)
-    return runs
-
-
-class _ActiveClock:
-    """Seconds a generator spent working, not suspended at its yields (the consumer's time is not ours)."""
-
-    def __init__(self):
-        self.active, self._since = 0.0, time.monotonic()
-
-    def pause(self) -> None:
-        self.active += time.monotonic() - self._since
-
-    def resume(self) -> None:
-        self._since = time.monotonic()
-
-    def now(self) -> float:
-        return self.active + time.monotonic() - self._since
-
-
 def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
                   skip_windows: frozenset[int] = frozenset(), choose: Callable[[int], Iterable[int]] | None = None,
                   ) -> Iterator[Any]:
@@ -266,7 +166,7 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     final ``DecodeResult`` (the header's facts with the final status). Failures are final results, never raised."""
     name = _source_name(source)
     head: DecodeResult | None = None
-    clock = _ActiveClock()
+    clock = ActiveClock()
     try:
         readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
                                      cfg.read_block_bytes)
@@ -310,9 +210,9 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
                 yield win
                 clock.resume()
         else:
-            runs = _frame_runs(idx, plan, chosen, merge_all=choose is None)
-            frames = _Frames(readable, info, runs, cfg, use, notes, seek=choose is not None)
-            for item in _assemble(frames, idx, times, plan, chosen):
+            runs = frame_runs(idx, plan, chosen, merge_all=choose is None)
+            frames = Frames(readable, info, runs, cfg, use, notes, seek=choose is not None)
+            for item in assemble(frames, idx, times, plan, chosen):
                 if head is None:  # after the first frame: the backend that really decodes is known
                     res.backend = frames.backend
                     head = res
