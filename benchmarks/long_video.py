@@ -14,7 +14,8 @@ windows: frame indices, timestamps and token ids per (source, window_index). REF
 grey level, so its tokens would differ for that reason alone).
 
     python benchmarks/long_video.py --minutes 120            # the issue's 2-hour video (generation takes a while)
-    python benchmarks/long_video.py --minutes 20 --stride 340 --baseline 22c28a4   # what docs/benchmarks.md quotes
+    python benchmarks/long_video.py --minutes 20 --stride 340 --baseline 22c28a4
+    python benchmarks/long_video.py --decode-only 160x90 --minutes 30 --short-minutes 3 --baseline 22c28a4
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_video(workdir: Path, minutes: float) -> Path:
-    path = workdir / f"testsrc2_720p30_{minutes:g}min.mp4"
+def make_video(workdir: Path, minutes: float, wh: str = "1280x720") -> Path:
+    path = workdir / f"testsrc2_{wh}_30fps_{minutes:g}min.mp4"
+    if wh == "1280x720" and not path.exists() and (workdir / f"testsrc2_720p30_{minutes:g}min.mp4").exists():
+        path = workdir / f"testsrc2_720p30_{minutes:g}min.mp4"  # the name of the first version's cache
     if not path.exists():
         tmp = path.with_suffix(".tmp.mp4")
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=1280x720:rate=30", "-t", str(int(minutes * 60)), "-c:v", "libx264",
+                        f"testsrc2=size={wh}:rate=30", "-t", str(int(minutes * 60)), "-c:v", "libx264",
                         "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p", str(tmp)], check=True)
         tmp.rename(path)
     return path
@@ -115,6 +118,34 @@ def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: in
             "max_processes": peak["processes"], "output": str(out)}
 
 
+_CHILD_PEAK = """
+import resource, sys
+from pipeline.decode import DecodeConfig, close_runners
+import pipeline.decode as d
+import dataclasses
+extra = {{"max_wall_s": 36000}} if "max_wall_s" in {{f.name for f in dataclasses.fields(DecodeConfig)}} else {{}}
+cfg = DecodeConfig(size={size}, num_frames=17, backend="pyav", timeout_s=3600, **extra)
+if hasattr(d, "iter_windows"):  # streaming code: take the windows one by one, keep none
+    stream = d.iter_windows(sys.argv[1], cfg)
+    n = sum(1 for _ in stream)
+    status = stream.result.status
+else:  # the code before streaming: the result holds them all
+    res = d.decode_windows(sys.argv[1], cfg)
+    n, status = len(res.windows), res.status
+close_runners()  # joins the decode child, so its peak RSS is in RUSAGE_CHILDREN
+print(status, n, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def decode_child_peak(code: Path, video: Path, size: int) -> dict:
+    """Peak RSS of the isolated decode child decoding ``video`` into windows with the code of ``code``."""
+    out = subprocess.run([sys.executable, "-c", _CHILD_PEAK.format(size=size), str(video)], cwd="/tmp",
+                         env=dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1"), check=True,
+                         capture_output=True, text=True).stdout.split()
+    return {"code": str(code), "video": video.name, "status": out[-3], "windows": int(out[-2]),
+            "child_peak_rss_mb": round(int(out[-1]) / 1024, 1)}
+
+
 def read_windows(out: str) -> dict:
     import pyarrow.parquet as pq
 
@@ -129,6 +160,16 @@ def read_windows(out: str) -> dict:
     return rows
 
 
+def _export(workdir: Path, ref: str) -> Path:
+    """An exported tree of commit ``ref`` (git archive: leaves the repository's state alone)."""
+    base = workdir / f"base-{ref}"
+    if not base.exists():
+        base.mkdir()
+        tar = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
+    return base
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=120.0)
@@ -139,11 +180,24 @@ def main() -> None:
                          "windows only cut the CPU tokenizer's time (on a 2-core machine it dominates)")
     ap.add_argument("--baseline", default=None, help="git commit to compare windows with on the short video")
     ap.add_argument("--workdir", default="/tmp/vidtok-long")
+    ap.add_argument("--wh", default="1280x720", help="frame size of the generated videos (job mode)")
+    ap.add_argument("--decode-only", default=None, metavar="WxH",
+                    help="instead of the job: peak RSS of the decode child alone, on WxH videos (e.g. 160x90, cheap to "
+                         "decode at length), with this code and, with --baseline, REF's")
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.decode_only:
+        base = _export(workdir, args.baseline) if args.baseline else None
+        rows = []
+        for minutes in (args.short_minutes, args.minutes):
+            video = make_video(workdir, minutes, args.decode_only)
+            for code in [REPO] + ([base] if base else []):
+                rows.append(decode_child_peak(code, video, args.size))
+                print(json.dumps(rows[-1]), f"load average {os.getloadavg()}", flush=True)
+        return
     t = time.time()
-    short, long = make_video(workdir, args.short_minutes), make_video(workdir, args.minutes)
+    short, long = make_video(workdir, args.short_minutes, args.wh), make_video(workdir, args.minutes, args.wh)
     print(f"videos ready ({time.time() - t:.0f} s): {short.name} {short.stat().st_size / 1e6:.0f} MB, "
           f"{long.name} {long.stat().st_size / 1e6:.0f} MB; load average {os.getloadavg()}", flush=True)
     root = workdir / "runs"
@@ -157,11 +211,7 @@ def main() -> None:
               "long_over_short_pss": round(results[1]["peak_pss_sum_mb"] / results[0]["peak_pss_sum_mb"], 3),
               "load_average_end": os.getloadavg()}
     if args.baseline:
-        base = workdir / f"base-{args.baseline}"
-        if not base.exists():  # an exported tree of that commit (git archive: leaves the repository's state alone)
-            base.mkdir()
-            tar = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline], check=True, capture_output=True)
-            subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
+        base = _export(workdir, args.baseline)
         # REF with the backend `auto` picks now (REF's auto was decord)
         results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size, args.stride,
                                ("decode.backend=pyav",)))
