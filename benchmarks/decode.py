@@ -6,11 +6,17 @@ noisy) plus ratios from this one run:
 * ``ours``            ``pipeline.decode.sample_frames(fps=3, size=256)`` with ``backend=auto`` (and each backend forced)
 * ``decord_all``      (a) decord decodes every frame (``VideoReader.next``), the sampled ones are kept and resized
 * ``ffmpeg``          (b) ``ffmpeg -threads 1 -vf fps=3,scale=256:256 -f rawvideo`` to /dev/null (same core)
+* ``ffmpeg_noref``    the reference-frame floor: ``ffmpeg -threads 1 -skip_frame noref -i clip -f null -`` decodes
+  only the frames others refer to (what any exact sampler must decode), converts nothing
+* ``torchcodec``      (when ``import torchcodec`` works) its CPU decoder, ``get_frames_at`` the rule's frames
+  (``seek_mode="exact"``, 1 FFmpeg thread), resized by the same spatial policy
 * ``ray_read_videos`` (c) ``ray.data.read_videos(fps=3, resize=(256, 256))`` on a local Ray with 1 CPU, every Ray
   process on the same core (execution only: Ray start-up is excluded)
 
 Clips are generated with ``pipeline.decode.synth`` (moving texture + grain, x264 veryfast CRF 22, several Mb/s, 3 B-frames) at
 GOP 250 and GOP 30 and cached in ``--workdir``. Run: ``python benchmarks/decode.py [--runs 5] [--core N] [--no-ray]``.
+The decord build is whatever ``import decord`` finds: put another one first on ``PYTHONPATH`` (e.g. a
+``pip install --target`` of ``decord2``) to measure it; the table header names the one measured.
 """
 
 from __future__ import annotations
@@ -77,6 +83,29 @@ def ffmpeg(path: Path):
     return len(out) // (256 * 256 * 3)
 
 
+def ffmpeg_noref(path: Path):
+    """The floor: decode only reference frames, no conversion, no output."""
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-skip_frame", "noref",
+                    "-i", str(path), "-an", "-f", "null", "-"], check=True, capture_output=True)
+    return 0
+
+
+def torchcodec_cpu(path: Path):
+    """torchcodec's CPU decoder on the rule's frames, resized like ours."""
+    import numpy as np
+    from torchcodec.decoders import VideoDecoder
+
+    from pipeline.decode.probe import probe
+    from pipeline.decode.resample import select_frames
+    from pipeline.decode.spatial import resize_crop_frame
+
+    info = probe(str(path))
+    idx, _ = select_frames(info.pts_ticks, info.end_tick, 3, info.time_base, info.rates)
+    dec = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=1, dimension_order="NHWC")
+    frames = dec.get_frames_at(indices=np.unique(idx).tolist()).data.numpy()
+    return len([resize_crop_frame(f, 256) for f in frames])
+
+
 def ray_read_videos(path: Path):
     """(c) Ray Data's video reader with the same selection (stride round(30 / 3) = 10) and size."""
     import ray
@@ -104,9 +133,17 @@ def main() -> None:
     methods = {
         "ours": lambda p: ours(p, "auto"),
         "ours_pyav": lambda p: ours(p, "pyav"),
+        "ours_decord": lambda p: ours(p, "decord"),
         "decord_all": decord_all,
         "ffmpeg": ffmpeg,
+        "ffmpeg_noref": ffmpeg_noref,
     }
+    try:
+        import torchcodec  # noqa: F401
+
+        methods["torchcodec"] = torchcodec_cpu
+    except Exception as e:  # not installed, or built for another torch / FFmpeg
+        print(f"torchcodec not measured: {type(e).__name__}: {e}")
     if not args.no_ray:
         from pipeline.ray_utils import init_ray
 
@@ -130,7 +167,10 @@ def main() -> None:
             "median_s": med, "min_s": {m: min(v) for m, v in times.items()},
             "ours_vs": {m: med["ours"] / med[m] for m in med if m != "ours"},
         }
-        print(f"\nGOP {gop}: {path.name} ({path.stat().st_size / 1e6:.1f} MB), core {core}, {args.runs} runs")
+        import decord
+
+        print(f"\nGOP {gop}: {path.name} ({path.stat().st_size / 1e6:.1f} MB), core {core}, {args.runs} runs, "
+              f"decord {decord.__version__} ({Path(decord.__file__).parent}), load average {os.getloadavg()}")
         print(f"{'method':<18}{'frames':>7}{'median s':>10}{'min s':>8}{'ours / this':>13}")
         for m in methods:
             ratio = med["ours"] / med[m]

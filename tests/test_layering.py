@@ -57,10 +57,37 @@ def test_layering_vidtok_imports_only_torch_side():
     assert not bad, f"vidtok/ must stay pure PyTorch; forbidden imports: {bad}"
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside a function), top-level package names."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    inner = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+             for n in ast.walk(f) if n is not f}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in inner:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+# The one decode module that may import torch, inside its functions only: the CUDA path (decode.device=cuda) needs
+# torchcodec, which needs torch; the CPU path never calls it, so the decode child stays free of torch.
+DECODE_TORCH_AT_CALL_TIME = {"pipeline/decode/gpu.py"}
+
+
 def test_layering_decode_imports_neither_ray_nor_torch():
     """pipeline/decode/** runs in the isolated decode child: no Ray, no torch (~900 MB resident per child)."""
-    bad = {str(f.relative_to(REPO)): sorted(_top(_imports(f)) & {"ray", "torch", "torchvision", "vidtok"})
-           for f in _files("pipeline/decode")}
+    forbidden = {"ray", "torch", "torchvision", "vidtok"}
+
+    def hits(f: Path) -> list[str]:
+        if str(f.relative_to(REPO)) in DECODE_TORCH_AT_CALL_TIME:
+            return sorted((_top_level_imports(f) & forbidden) | (_top(_imports(f)) & {"ray", "vidtok"}))
+        return sorted(_top(_imports(f)) & forbidden)
+
+    bad = {str(f.relative_to(REPO)): hits(f) for f in _files("pipeline/decode")}
     bad = {k: v for k, v in bad.items() if v}
     assert not bad, f"pipeline/decode must import neither ray nor torch: {bad}"
 

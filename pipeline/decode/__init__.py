@@ -1,10 +1,12 @@
 """Decode any real-world video into exactly-`fps` frames and fixed-length windows. Pure: imports neither Ray nor torch.
 
 The public names (contracts other tools call): `sample_frames` (one file -> frames at `fps` by presentation
-timestamps), `decode_windows` (the same, isolated and time-limited, cut into windows; never raises for bad input),
-`DecodeConfig` (the `decode.*` keys of every job), `DecodeResult`, `DecodeError`. Modules:
+timestamps), `iter_windows` (the same, isolated and time-limited, as a stream of windows that leave the decode child
+as they are cut; memory flat in the video's length), `decode_windows` (that stream collected; never raises for bad
+input), `DecodeConfig` (the `decode.*` keys of every job), `DecodeResult`, `DecodeError`. Modules:
 
-    config     DecodeConfig                      source    bytes from a path / URL / memory
+    config     DecodeConfig                      source    a path / range-read remote object / memory
+    gpu        torchcodec on NVDEC (device=cuda)  assemble  windows cut from a stream of frames
     probe      container facts, backend trust    backends  decord and PyAV paths
     resample   the timestamp rule                spatial   resize + centre crop
     windows    window plans and tails            isolate   child process with a time limit
@@ -16,9 +18,12 @@ the isolated decode child (a Ray decode task) never loads them, only the child d
 """
 
 from .config import DecodeConfig
-from .sample import DecodeResult, SampledFrames, close_runners, decode_windows, decode_windows_inprocess, sample_frames
+from .sample import (
+    DecodeResult, SampledFrames, WindowStream, close_runners, decode_windows, decode_windows_inprocess, iter_windows,
+    sample_frames,
+)
 from .status import DecodeError
 from .windows import Window
 
-__all__ = ["DecodeConfig", "DecodeError", "DecodeResult", "SampledFrames", "Window", "close_runners",
-           "decode_windows", "decode_windows_inprocess", "sample_frames"]
+__all__ = ["DecodeConfig", "DecodeError", "DecodeResult", "SampledFrames", "Window", "WindowStream", "close_runners",
+           "decode_windows", "decode_windows_inprocess", "iter_windows", "sample_frames"]

@@ -1,27 +1,34 @@
-"""The two decode paths behind :func:`pipeline.decode.sample_frames`: decord and PyAV.
+"""The decode paths behind :func:`pipeline.decode.sample_frames` and :func:`pipeline.decode.iter_windows`.
 
-Both return the same thing for the same file — the frames the resampling rule (``pipeline.decode.resample``) names, already
-rotated for display and passed through the spatial policy — so tests can hold them to one standard:
-``frames`` (K, h, w, 3) uint8, ``timestamps`` (K,) float64 seconds since the first frame, ``indices`` (K,) int64
-source frame indices in presentation order.
+Every path hands out the same thing for the same file — the distinct source frames the resampling rule
+(``pipeline.decode.resample``) names, in increasing frame index, already rotated for display and passed through the
+spatial policy — one at a time, so a caller holds a few frames, never the video:
+``iter_decord`` / ``iter_pyav`` yield ``(index, frame)`` with ``frame`` (h, w, 3) uint8 and ``index`` the source frame
+index in presentation order. ``decode_decord`` / ``decode_pyav`` collect them for :func:`sample_frames`:
+``frames`` (K, h, w, 3) uint8, ``timestamps`` (K,) float64 seconds since the first frame, ``indices`` (K,) int64.
 
 Only sampled frames are converted to RGB and resized. The PyAV path also skips *decoding* of frames that nothing
 samples and nothing references: with the timestamps known from the probe, each packet is sent with FFmpeg's
 ``skip_frame=NONREF`` unless its frame is sampled (the decoder then drops non-reference pictures, e.g. most
 B-frames, before reconstruction). With frame threads the flag still applies to the packet it was set for, because
 FFmpeg copies it into the worker's context when the packet is submitted (tests read the frames back with 3 threads).
+
+Runs of wanted frames (``runs``): a caller that needs only some windows (training) passes one run per window; the PyAV
+path seeks to the key frame at or before each run's first frame and decodes through its last (a wanted frame's pts is
+at or after that key frame's, so open-GOP leading pictures never matter); decord seeks by itself in ``get_batch``.
 """
 
 from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from .source import Readable, as_file
 from .probe import ProbeInfo
 from .resample import StreamingSelector, select_frames
+from .source import Readable, as_file
 from .spatial import Size, resize_crop_frame
 from .status import CORRUPT, DecodeError
 
@@ -31,26 +38,17 @@ _BATCH = 16  # frames per decord get_batch call: bounds memory at native resolut
 
 
 class Unverified(Exception):
-    """decord's view of the file disagrees with the probe: use the PyAV path instead."""
+    """decord's view of the file disagrees with the probe, or decord fails on it: use the PyAV path instead."""
 
 
-class _Collector:
-    """Accumulates chosen frames, each resized as it arrives (memory stays at the output size)."""
-
-    def __init__(self, size: Size):
-        self.size, self.done = size, []
-
-    def add(self, frame: np.ndarray) -> None:
-        self.done.append(resize_crop_frame(frame, self.size))
-
-    def result(self) -> np.ndarray:
-        if not self.done:
-            raise DecodeError(CORRUPT, "no frame could be decoded")
-        return np.stack(self.done)
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0][:200]
 
 
-def decode_decord(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1):
-    """decord path: verify its frame list against the probe, then ``get_batch`` the distinct sampled frames."""
+def iter_decord(readable: Readable, info: ProbeInfo, wanted: np.ndarray, size: Size,
+                threads: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """decord path: verify its frame list against the probe, then ``get_batch`` the ``wanted`` frames (sorted,
+    distinct). Raises ``Unverified`` (before or while yielding) wherever decord cannot be relied on."""
     import decord
 
     if not info.decord_ok:  # forced by the caller where the probe says decord is wrong
@@ -61,29 +59,27 @@ def decode_decord(readable: Readable, info: ProbeInfo, fps: float, size: Size, t
         n = len(vr)
         starts = vr.get_frame_timestamp(np.arange(n))[:, 0].astype(np.float64) if n else np.empty(0)
     except (decord.DECORDError, RuntimeError) as e:  # DECORDError is not a RuntimeError; truncation raises the latter
-        raise Unverified(f"decord cannot open the file: {str(e).splitlines()[0][:200]}") from None
-    rel_probe = info.pts - info.pts[0]
-    if n != len(info.pts):
-        raise Unverified(f"decord sees {n} frames, the container holds {len(info.pts)}")
-    rel = starts - starts[0]
-    if not np.all(np.isfinite(rel)) or np.max(np.abs(rel - rel_probe)) > 2e-3:
-        raise Unverified("decord's frame timestamps disagree with the container's")
-    idx, times = select_frames(info.pts_ticks, info.end_tick, fps, info.time_base, info.rates)
-    if len(idx) == 0:
-        raise DecodeError(CORRUPT, "no frame to sample")
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    out = _Collector(size)
+        raise Unverified(f"decord cannot open the file: {_first_line(e)}") from None
     try:
-        for i in range(0, len(uniq), _BATCH):
-            batch = vr.get_batch(uniq[i : i + _BATCH].tolist()).asnumpy()
-            for f in batch:  # decord applies the display matrix itself (tests check all four rotations)
-                out.add(f)
-    except (decord.DECORDError, RuntimeError) as e:
-        raise DecodeError(CORRUPT, f"decord failed at a sampled frame: {str(e).splitlines()[0][:200]}") from None
+        rel_probe = info.pts - info.pts[0]
+        if n != len(info.pts):
+            raise Unverified(f"decord sees {n} frames, the container holds {len(info.pts)}")
+        rel = starts - starts[0]
+        if not np.all(np.isfinite(rel)) or np.max(np.abs(rel - rel_probe)) > 2e-3:
+            raise Unverified("decord's frame timestamps disagree with the container's")
+        wanted = [int(i) for i in wanted]
+        for i in range(0, len(wanted), _BATCH):
+            part = wanted[i : i + _BATCH]
+            try:
+                batch = vr.get_batch(part).asnumpy()
+            except (decord.DECORDError, RuntimeError) as e:
+                # e.g. decord 0.6.0 on 48x40 H.264: "DECORDArrayCopyFromTo: The size must exactly match": its
+                # frame buffer is padded; the frames are fine for FFmpeg, so this is decord's failure, not the file's
+                raise Unverified(f"decord failed at frame {part[0]}: {_first_line(e)}") from None
+            for j, f in zip(part, batch):  # decord applies the display matrix itself (tests check all four rotations)
+                yield j, resize_crop_frame(f, size)
     finally:
         del vr
-    frames = out.result()[inverse]
-    return frames, times, idx
 
 
 def _rgb(frame) -> np.ndarray:
@@ -93,12 +89,11 @@ def _rgb(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(arr, k=quarter)) if quarter else arr
 
 
-def decode_pyav(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1,
-                skip_nonref: bool = True):
-    """PyAV path. With the container's timestamps known (MP4/MKV) the selection is made up front and unneeded
-    non-reference frames are never decoded; otherwise frames are chosen as they come out of the decoder, by their
-    presentation time (MPEG-PS: the decoder's best-effort timestamp; AVI: output position / frame rate, because
-    AVI stores no presentation times and FFmpeg's guesses are in decode order)."""
+def iter_pyav(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarray], size: Size, threads: int = 1,
+              skip_nonref: bool = True, seek: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """PyAV path for containers with presentation times (``info.pts_reliable``): yield the frames of each run
+    (sorted distinct indices; runs in increasing order, not overlapping) in increasing index order. ``seek``: jump to
+    each run's key frame instead of decoding from the start (worth it when runs are far apart)."""
     import av
 
     container = av.open(as_file(readable), mode="r")
@@ -106,8 +101,100 @@ def decode_pyav(readable: Readable, info: ProbeInfo, fps: float, size: Size, thr
         stream = container.streams.video[0]
         ctx = stream.codec_context
         ctx.thread_count, ctx.thread_type = threads, "AUTO"
-        if info.pts_reliable:
-            return _decode_known(container, stream, info, fps, size, skip_nonref)
+        if not seek:  # one pass from the start: frames of a later run may leave the decoder during an earlier one
+            runs = [np.concatenate([np.asarray(r, np.int64) for r in runs])] if len(runs) else []
+        packets = None
+        for run in runs:
+            if len(run) == 0:
+                continue
+            if seek:
+                container.seek(int(info.pts_ticks[run[0]]), stream=stream, backward=True, any_frame=False)
+                ctx.flush_buffers()  # no picture from before the seek may come out after it
+                packets = None
+            if packets is None:
+                packets = container.demux(stream)
+            yield from _run_frames(packets, stream, info, run, size, skip_nonref)
+    except av.FFmpegError as e:
+        raise DecodeError(CORRUPT, f"{info.format_name}/{info.codec}: decoding failed: {e}") from None
+    finally:
+        container.close()
+
+
+def _run_frames(packets, stream, info: ProbeInfo, run: np.ndarray, size: Size, skip_nonref: bool):
+    wanted = {int(info.pts_ticks[i]): int(i) for i in run}  # pts tick -> frame index
+    order = [int(i) for i in run]
+    ctx = stream.codec_context
+    ready: dict[int, np.ndarray] = {}  # decoded but not yet handed out (decoders emit in presentation order)
+    nxt = 0  # position in `order` of the next frame to hand out
+
+    def take(frames):
+        nonlocal nxt
+        for frame in frames:
+            i = wanted.get(frame.pts)
+            if i is not None and i not in ready and nxt < len(order) and i >= order[nxt]:
+                ready[i] = resize_crop_frame(_rgb(frame), size)
+        while nxt < len(order) and order[nxt] in ready:
+            yield order[nxt], ready.pop(order[nxt])
+            nxt += 1
+
+    for pkt in packets:
+        if pkt.size == 0:
+            continue
+        if skip_nonref:
+            ctx.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
+        yield from take(stream.decode(pkt))
+        if nxt == len(order):
+            return  # everything of this run is decoded; the rest of the file is not needed for it
+    ctx.skip_frame = "DEFAULT"
+    yield from take(stream.decode(None))
+    if nxt < len(order):
+        raise DecodeError(CORRUPT, f"{len(order) - nxt} sampled frames did not decode (first: frame {order[nxt]})")
+
+
+def _collect(frames_iter, idx: np.ndarray, times: np.ndarray):
+    """(frames (K, h, w, 3) uint8, times, idx) for the sample list ``idx`` from distinct-frame pairs."""
+    got, out = {}, []
+    for i, f in frames_iter:
+        got[i] = len(out)
+        out.append(f)
+    if not out:
+        raise DecodeError(CORRUPT, "no frame could be decoded")
+    frames = np.stack(out)
+    return frames[np.array([got[int(i)] for i in idx], dtype=np.int64)], times, idx
+
+
+def decode_decord(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1):
+    """All sampled frames by the decord path (raises ``Unverified`` where it cannot be relied on)."""
+    idx, times = select_frames(info.pts_ticks, info.end_tick, fps, info.time_base, info.rates)
+    if len(idx) == 0:
+        raise DecodeError(CORRUPT, "no frame to sample")
+    return _collect(iter_decord(readable, info, np.unique(idx), size, threads), idx, times)
+
+
+def decode_pyav(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1,
+                skip_nonref: bool = True):
+    """PyAV path. With the container's timestamps known (MP4/MKV) the selection is made up front and unneeded
+    non-reference frames are never decoded; otherwise frames are chosen as they come out of the decoder, by their
+    presentation time (MPEG-PS: the decoder's best-effort timestamp; AVI: output position / frame rate, because
+    AVI stores no presentation times and FFmpeg's guesses are in decode order)."""
+    if info.pts_reliable:
+        idx, times = select_frames(info.pts_ticks, info.end_tick, fps, info.time_base, info.rates)
+        if len(idx) == 0:
+            raise DecodeError(CORRUPT, "no frame to sample")
+        return _collect(iter_pyav(readable, info, [np.unique(idx)], size, threads, skip_nonref), idx, times)
+    return decode_pyav_untimed(readable, info, fps, size, threads)
+
+
+def decode_pyav_untimed(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1):
+    """Containers without presentation times (AVI, MPEG-PS): frames are chosen as they leave the decoder, so the
+    sample count is known only at the end and every sampled frame (at output size) is held until then."""
+    import av
+
+    container = av.open(as_file(readable), mode="r")
+    try:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        ctx.thread_count, ctx.thread_type = threads, "AUTO"
         return _decode_streaming(container, stream, info, fps, size)
     except av.FFmpegError as e:
         raise DecodeError(CORRUPT, f"{info.format_name}/{info.codec}: decoding failed: {e}") from None
@@ -115,53 +202,18 @@ def decode_pyav(readable: Readable, info: ProbeInfo, fps: float, size: Size, thr
         container.close()
 
 
-def _decode_known(container, stream, info: ProbeInfo, fps: float, size: Size, skip_nonref: bool):
-    idx, times = select_frames(info.pts_ticks, info.end_tick, fps, info.time_base, info.rates)
-    if len(idx) == 0:
-        raise DecodeError(CORRUPT, "no frame to sample")
-    wanted = {int(t): i for i, t in zip(idx.tolist(), info.pts_ticks[idx].tolist())}  # pts tick -> frame index
-    ctx = stream.codec_context
-    got: dict[int, int] = {}  # frame index -> position in the collector
-    out = _Collector(size)
-
-    def take(frames):
-        for frame in frames:
-            i = wanted.get(frame.pts)
-            if i is not None and i not in got:
-                got[i] = len(got)
-                out.add(_rgb(frame))
-
-    for pkt in container.demux(stream):
-        if pkt.size == 0:
-            continue
-        if skip_nonref:
-            ctx.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
-        take(stream.decode(pkt))
-        if len(got) == len(wanted):
-            break  # everything sampled is decoded; the rest of the file is not needed
-    else:
-        ctx.skip_frame = "DEFAULT"
-        take(stream.decode(None))
-    missing = sorted(set(wanted.values()) - set(got))
-    if missing:
-        raise DecodeError(CORRUPT, f"{len(missing)} sampled frames did not decode (first: frame {missing[0]})")
-    frames = out.result()
-    pos = np.array([got[i] for i in idx.tolist()], dtype=np.int64)
-    return frames[pos], times, idx
-
-
 def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size):
     # AVI: the n-th output frame is at tick n of 1/rate; otherwise the decoder's timestamps in the stream time base.
     tb = 1 / info.rate if info.cfr_order else Fraction(stream.time_base)
     nominal = max(1, round(1 / (info.rate * tb))) if info.rate else 1
     sel = StreamingSelector(fps, tb)
-    out = _Collector(size)
+    done: list[np.ndarray] = []
     ticks, indices, counts = [], [], []
     pending, pending_tick, n, prev = None, 0, 0, None
 
     def emit(count: int):
         if count:
-            out.add(_rgb(pending))
+            done.append(resize_crop_frame(_rgb(pending), size))
             ticks.append(pending_tick)
             indices.append(n - 1)
             counts.append(count)
@@ -180,7 +232,9 @@ def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size
         raise DecodeError(CORRUPT, "no frame could be decoded")
     dur = pending.duration if (pending.duration and not info.cfr_order) else nominal
     emit(sel.finish(pending_tick + dur))
-    frames = out.result()
+    if not done:
+        raise DecodeError(CORRUPT, "no frame could be decoded")
+    frames = np.stack(done)
     reps = np.asarray(counts, dtype=np.int64)
     pos = np.repeat(np.arange(len(counts)), reps)
     secs = np.asarray([float((t - sel.start) * tb) for t in ticks], dtype=np.float64)

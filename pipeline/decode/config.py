@@ -16,6 +16,7 @@ from .spatial import normalize_size
 from .windows import TAIL_POLICIES, WindowPlan, plan_pieces, plan_windows
 
 BACKENDS = ("auto", "decord", "pyav")
+DEVICES = ("cpu", "cuda")
 LIBRARY_NUM_FRAMES = 17  # a causal VidTok window; what `decode_windows` cuts when nobody says otherwise
 
 
@@ -28,12 +29,16 @@ class DecodeConfig:
     num_frames: Optional[int] = None  # frames per window; null: the model's default (17 causal, 16 non-causal)
     stride: Optional[int] = None  # window start step in sampled frames; null: num_frames (non-overlapping)
     tail: str = "skip"  # the samples after the last full window: skip | pad | overlap (pipeline/decode/windows.py)
-    timeout_s: float = 120.0  # per-file limit (read + probe + decode); a file over it gets status `timeout`
+    timeout_s: float = 120.0  # no new frame (before the first: no probe result) for this long -> status `timeout`
+    max_wall_s: Optional[float] = None  # overall decode-time cap per file; null: timeout_s + 4 s per second of video
     max_duration_s: float = 4 * 3600.0  # longer sources get status `too_large`
     max_pixels: int = 7680 * 4320  # larger source frames (w x h) get status `too_large`
-    max_bytes: int = 16 << 30  # larger files get status `too_large`
-    backend: str = "auto"  # auto (the probe decides per file) | decord | pyav
+    max_bytes: int = 16 << 30  # larger files get status `too_large` (bounds the local spill, never memory: source.py)
+    read_block_bytes: int = 4 << 20  # range-read size for remote objects (what a reader holds of a file)
+    spill_bytes: int = 64 << 20  # remote objects above this reach decord via a deleted-after temp file, not memory
+    backend: str = "auto"  # auto = pyav (measured fastest) | decord (where the probe trusts it, else pyav) | pyav
     threads: int = 1  # decoder threads per file (1 for one decode task per core)
+    device: str = "cpu"  # cpu | cuda (torchcodec on NVDEC; without CUDA or torchcodec: a log line, then the CPU path)
     isolate: bool = True  # decode in a child process (off only for debugging: no time limit, a crash takes the caller)
     buckets: Optional[list] = None  # [[h, w], ...]: each input goes to the bucket nearest its display aspect ratio (replaces size)
     whole_clip: bool = False  # one row per clip instead of fixed windows (v1.1 presets): pieces of at most max_frames
@@ -61,13 +66,22 @@ class DecodeConfig:
                 raise ValueError(f"decode.buckets must be a list of [h, w] pairs, found {self.buckets!r}") from None
             if not self.buckets or not all(isinstance(b, tuple) for b in self.buckets):
                 raise ValueError(f"decode.buckets must be a non-empty list of [h, w] pairs, found {self.buckets!r}")
-        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "threads", "max_frames"):
+        if self.device not in DEVICES:
+            raise ValueError(f"decode.device must be one of {DEVICES}, found {self.device!r}")
+        if self.max_wall_s is not None and not self.max_wall_s > 0:
+            raise ValueError(f"decode.max_wall_s must be > 0 or null (scaled to the duration), found {self.max_wall_s}")
+        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "spill_bytes",
+                     "threads", "max_frames"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decode.{name} must be > 0, found {getattr(self, name)}")
 
     @property
     def frames_per_window(self) -> int:
         return self.num_frames if self.num_frames is not None else LIBRARY_NUM_FRAMES
+
+    def wall_limit_s(self, duration_s: float) -> float:
+        """The overall cap for a video of ``duration_s`` seconds (``max_wall_s``, or scaled to the duration)."""
+        return self.max_wall_s if self.max_wall_s is not None else self.timeout_s + 4.0 * max(duration_s, 0.0)
 
     @property
     def window_stride(self) -> int:

@@ -7,6 +7,14 @@ recycled after ``max_tasks`` calls or when its resident memory grows past ``max_
 
 The child is started with ``spawn`` (never ``fork``: forking a threaded Ray worker can deadlock) and imports the
 decode stack once; later calls reuse it, so isolation costs a pipe round trip per file, not an interpreter start.
+
+Two kinds of call. ``call`` runs a function and sends its return value back. ``stream`` runs a generator function
+and sends its items one by one with credit-based backpressure: the child may run at most ``credit`` items ahead of
+what the parent's consumer has taken, then it waits (the generator is suspended at its ``yield``), so a decode of a
+two-hour video holds ``credit`` windows in the pipe, not the video. The time limit of a stream is on *progress*: the
+parent waits at most ``timeout_s`` for each next item while its consumer is asking for one; time the consumer spends
+elsewhere (Ray backpressure downstream) is not counted. A consumer that abandons a stream early gets the child
+killed and replaced (the cheapest way back to a clean pipe; it does not happen in normal operation).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,36 @@ class CallOutcome:
     message: str = ""
 
 
+def _send_error(conn, e: BaseException) -> None:
+    try:
+        conn.send(("error", e))
+    except Exception:  # the exception itself does not pickle
+        conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+def _child_stream(conn, call_id: int, credit: int, fn, args, kwargs) -> None:
+    sent = taken = 0
+
+    def read_credit(block: bool) -> None:
+        nonlocal taken
+        while block or conn.poll(0):
+            msg = conn.recv()
+            if msg is None:
+                raise EOFError
+            if msg[0] == "more" and msg[1] == call_id:
+                taken = max(taken, msg[2])
+            block = False
+
+    for item in fn(*args, **kwargs):
+        # Credit messages are read only here, so at most `credit` of them wait unread in the pipe: neither side can
+        # block writing to the other while that one is blocked writing back.
+        while sent - taken >= credit:  # the parent's consumer is `credit` items behind: wait for it
+            read_credit(block=True)
+        conn.send(("item", item))
+        sent += 1
+    conn.send(("end", None))
+
+
 def _child_main(conn, warmup: Callable[[], None] | None) -> None:
     if warmup is not None:
         warmup()
@@ -44,14 +82,16 @@ def _child_main(conn, warmup: Callable[[], None] | None) -> None:
             return
         if msg is None:
             return
-        fn, args, kwargs = msg
         try:
-            conn.send(("ok", fn(*args, **kwargs)))
+            if msg[0] == "call":
+                conn.send(("ok", msg[1](*msg[2], **msg[3])))
+            elif msg[0] == "stream":
+                _child_stream(conn, *msg[1:])
+            # else: a late "more" of a stream that already ended: nothing to do
+        except EOFError:
+            return
         except BaseException as e:  # report everything, the parent decides what it means
-            try:
-                conn.send(("error", e))
-            except Exception:  # the exception itself does not pickle
-                conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+            _send_error(conn, e)
 
 
 def _rss_bytes(pid: int) -> int:
@@ -75,6 +115,7 @@ class IsolatedRunner:
         self._proc = None
         self._conn = None
         self._tasks = 0
+        self._calls = 0  # stream ids: a late credit message of an earlier stream is told apart
         self._lock = threading.Lock()
         self.restarts = 0  # how many children were killed or recycled (for tests and logs)
 
@@ -117,13 +158,10 @@ class IsolatedRunner:
     def call(self, fn: Callable, *args, timeout_s: float, **kwargs) -> CallOutcome:
         """Run ``fn(*args, **kwargs)`` in the child; never raises for anything the child does."""
         with self._lock:
-            if self._proc is None or not self._proc.is_alive():
-                if self._proc is not None:
-                    self._stop(kill=True)
-                self._start()
+            self._ensure_started()
             t0 = time.monotonic()
             try:
-                self._conn.send((fn, args, kwargs))
+                self._conn.send(("call", fn, args, kwargs))
                 ready = self._conn.poll(timeout_s)
             except (OSError, EOFError) as e:
                 self._stop(kill=True)
@@ -135,15 +173,73 @@ class IsolatedRunner:
             try:
                 kind, value = self._conn.recv()
             except (EOFError, OSError):
-                self._proc.join(timeout=5)
-                code = self._proc.exitcode
-                self._stop(kill=True)
-                how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                return CallOutcome("crashed", message=f"decode process died ({how}) after {time.monotonic() - t0:.1f}s")
-            self._tasks += 1
-            if self._tasks >= self.max_tasks or _rss_bytes(self._proc.pid) > self.max_rss_bytes:
-                self._stop(kill=False)  # recycle: bounded leaks, fresh decoder state
+                return self._lost(t0)
+            self._after_call()
             return CallOutcome(kind, value)
+
+    def _ensure_started(self) -> None:
+        if self._proc is None or not self._proc.is_alive():
+            if self._proc is not None:
+                self._stop(kill=True)
+            self._start()
+
+    def _lost(self, t0: float) -> CallOutcome:
+        self._proc.join(timeout=5)
+        code = self._proc.exitcode
+        self._stop(kill=True)
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return CallOutcome("crashed", message=f"decode process died ({how}) after {time.monotonic() - t0:.1f}s")
+
+    def stream(self, fn: Callable, *args, timeout_s: float, credit: int = 2, **kwargs) -> Iterator[Any]:
+        """Run the generator ``fn(*args, **kwargs)`` in the child and yield its items as they come, then one
+        final ``CallOutcome`` (``ok`` with ``value=None`` at the end of the generator, else ``error`` / ``timeout`` /
+        ``crashed``). ``timeout_s``: the longest wait for any next item. Never raises for anything the child does."""
+        with self._lock:
+            self._ensure_started()
+            self._calls += 1
+            call_id, t0, taken, finished = self._calls, time.monotonic(), 0, False
+            try:
+                try:
+                    self._conn.send(("stream", call_id, credit, fn, args, kwargs))
+                except (OSError, EOFError) as e:
+                    self._stop(kill=True)
+                    finished = True
+                    yield CallOutcome("crashed", message=f"decode process lost: {e}")
+                    return
+                while True:
+                    try:
+                        ready = self._conn.poll(timeout_s)
+                    except (OSError, EOFError):
+                        ready = True  # recv below reports the loss
+                    if not ready:
+                        pid = self.pid
+                        self._stop(kill=True)
+                        finished = True
+                        yield CallOutcome("timeout", message=f"no progress for {timeout_s:g}s after "
+                                                             f"{time.monotonic() - t0:.1f}s (process {pid} killed)")
+                        return
+                    try:
+                        kind, value = self._conn.recv()
+                    except (EOFError, OSError):
+                        finished = True
+                        yield self._lost(t0)
+                        return
+                    if kind != "item":
+                        finished = True
+                        self._after_call()
+                        yield CallOutcome("ok" if kind == "end" else kind, value)
+                        return
+                    yield value
+                    taken += 1
+                    self._conn.send(("more", call_id, taken))
+            finally:
+                if not finished and self._proc is not None:  # the consumer stopped early: the child is mid-stream
+                    self._stop(kill=True)
+
+    def _after_call(self) -> None:
+        self._tasks += 1
+        if self._tasks >= self.max_tasks or _rss_bytes(self._proc.pid) > self.max_rss_bytes:
+            self._stop(kill=False)  # recycle: bounded leaks, fresh decoder state
 
     def close(self) -> None:
         with self._lock:

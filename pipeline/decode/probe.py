@@ -11,8 +11,25 @@ promises. From that it classifies broken inputs (``not_a_video``, ``truncated``,
 * **pyav** everywhere FFmpeg can decode, including what decord gets wrong or cannot open: AVI (no presentation
   times, B-frames come out wrong in decord), MPEG-PS (decord is 12 frames off on a real .mpg), AV1/Theora.
 
-``backend="auto"`` uses decord where it is trusted and PyAV elsewhere. ``backend="pyav"`` everywhere skips decoding
-non-reference frames that nothing samples, which decord cannot do (``benchmarks/decode.py`` measures both).
+Trust table, per backend, measured on the decode matrix (``tests/decode/test_matrix.py``) and
+``tests/decode/test_stream.py``:
+
+=================  ==========================================================================================
+PyAV (FFmpeg 5+)   right on every case (the reference path); the only path for AVI, MPEG-PS, Theora/Ogg
+decord 0.6.0       right where ``decord_ok`` (above); wrong frames (2 late) for MPEG-4 part 2 with B-frames;
+                   raises "DECORDArrayCopyFromTo: The size must exactly match" on some small frame sizes
+                   (48×40, 48×48, 72×40 of those tried) — caught while decoding, the file falls back to PyAV
+decord2 3.4.0      the same ``decord_ok`` cases right; the same size failure on other sizes (48×40, 48×48,
+                   32×32, 96×40 of those tried), with the same fallback
+torchcodec 0.17    (CPU, ``seek_mode="exact"``) right on all MP4/MKV/WebM cases, MPEG-4 with B-frames and AV1
+                   included; 2 frames off on AVI with B-frames and MPEG-PS: used only for ``decode.device=cuda``,
+                   only where ``pts_reliable`` (``pipeline/decode/gpu.py``)
+=================  ==========================================================================================
+
+``backend="auto"`` (the default) and ``"pyav"`` decode with PyAV: with the probe's timestamps it skips decoding the
+non-reference frames that nothing samples, which decord cannot do, and it was the fastest on the benchmark
+(``benchmarks/decode.py``, ``docs/benchmarks.md``). ``backend="decord"`` uses decord where it is trusted and PyAV
+elsewhere, and wherever decord fails while decoding.
 
 The decision is made from what the probe read (format and codec names, timestamps), never from the file name.
 """
@@ -20,13 +37,12 @@ The decision is made from what the probe read (format and codec names, timestamp
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
-from .source import Readable, as_file
+from .source import Readable, as_file, open_binary, size_of
 from .status import CORRUPT, NOT_A_VIDEO, TRUNCATED, UNSUPPORTED_CODEC, DecodeError
 
 log = logging.getLogger(__name__)
@@ -83,16 +99,16 @@ def _looks_like_video_container(head: bytes) -> bool:
 
 
 def _head(readable: Readable) -> bytes:
-    if isinstance(readable, str):
-        with open(readable, "rb") as f:
-            return f.read(16)
-    return bytes(readable[:16])
+    if isinstance(readable, bytes):
+        return bytes(readable[:16])
+    with open_binary(readable) as f:
+        return f.read(16)
 
 
 def _mp4_cut(readable: Readable) -> str | None:
     """Walk the top-level MP4 boxes: say how the file was cut (a box running past the end, or no index), else None."""
     size = _file_size(readable)
-    f = open(readable, "rb") if isinstance(readable, str) else None
+    f = None if isinstance(readable, bytes) else open_binary(readable)
     try:
         pos, seen = 0, []
         while pos + 8 <= size:
@@ -120,7 +136,7 @@ def _mp4_cut(readable: Readable) -> str | None:
 
 
 def _file_size(readable: Readable) -> int:
-    return os.stat(readable).st_size if isinstance(readable, str) else len(readable)
+    return size_of(readable)
 
 
 def probe(readable: Readable) -> ProbeInfo:

@@ -1,43 +1,61 @@
 """Decode any real-world video into exactly-``fps`` frames and fixed-length windows (the decode issue).
 
-Two entry points:
+Entry points:
 
 * :func:`sample_frames` — the pure helper: read (``decode/source.py``), probe and pick a backend
   (``decode/probe.py``), decode only the frames the timestamp rule names (``decode/resample.py``,
   ``decode/backends.py``) and apply the spatial policy (``decode/spatial.py``). Raises ``DecodeError`` for bad input.
-* :func:`decode_windows` — what the tokenize, training and evaluation jobs call: the same work in an isolated child
-  process under a per-file time limit (``decode/isolate.py``), cut into windows (``decode/windows.py``). It never
-  raises for bad input; the result's ``status`` is ``ok`` or one reason class of ``decode/status.py``.
+  Holds every sampled frame (it returns them); use the window stream for long videos.
+* :func:`iter_windows` — what the tokenize job consumes: the same work in an isolated child process
+  (``decode/isolate.py``), with windows (``decode/windows.py``) leaving the child as they are cut, a few at a time,
+  so memory is flat in the video's length. The stream's ``result`` carries ``num_windows_total`` before the first
+  window arrives: for containers with presentation times (MP4/MOV/MKV/WebM) the probe's timestamps give the sample
+  count (``resample.select_frames``) and so the window plan before anything is decoded. Containers without them
+  (AVI, MPEG-PS) are sampled by the decoder's output times, known only at the end: there the child decodes the whole
+  video first (holding its sampled frames at output size, as before) and then streams the windows.
+* :func:`decode_windows` — the collected stream (evaluation, tools, tests): never raises for bad input; the result's
+  ``status`` is ``ok`` or one reason class of ``decode/status.py``.
 
-Backends: ``auto`` (the default) decodes with decord wherever the probe trusts it (MP4/MKV/WebM with
-H.264/HEVC/VP9, MPEG-4 without B-frames, complete timestamps cross-checked against decord's own) and with PyAV
-everywhere else (AVI, MPEG-PS, MPEG-4 with B-frames, AV1, Theora, ...), leaving a note that says why. ``pyav`` forces
-PyAV, which with the probe's timestamps never decodes the non-reference frames that nothing samples and stops after the
-last sampled frame: on this project's benchmark clips it was faster than decord (`benchmarks/decode.py` prints both),
-so CPU-bound clusters may prefer ``decode.backend=pyav``. ``decord`` behaves like ``auto``.
+Time limits (``decode.timeout_s``, ``decode.max_wall_s``): the isolated call is killed when no new frame (before the
+first one: no probe result) arrives for ``timeout_s``, and a video whose decode time passes ``wall_limit_s(duration)``
+is stopped by the child itself; both give status ``timeout``. Decode time counts only while the stream's consumer
+waits for it, so downstream backpressure never times a file out.
+
+Backends: ``auto`` (the default) decodes with PyAV, which with the probe's timestamps never decodes the
+non-reference frames that nothing samples and stops after the last sampled frame — measured faster than decord on the
+benchmark (`docs/benchmarks.md`, "Decode backends"). ``decord`` uses decord wherever the probe trusts it (MP4/MKV/WebM
+with H.264/HEVC/VP9, MPEG-4 without B-frames, complete timestamps cross-checked against decord's own) and falls back
+to PyAV, with a note saying why, everywhere else and wherever decord fails on a frame (e.g. 48x40 H.264). ``pyav``
+forces PyAV. ``decode.device=cuda`` decodes with torchcodec on NVDEC (``decode/gpu.py``).
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from . import status as st
-from .backends import Unverified, decode_decord, decode_pyav
+from .assemble import ActiveClock, Frames, assemble, frame_runs
+from .backends import Unverified, decode_decord, decode_pyav, decode_pyav_untimed
 from .config import BACKENDS, DecodeConfig
-from .isolate import IsolatedRunner
-from .probe import probe
-from .source import Source, open_source
+from .isolate import CallOutcome, IsolatedRunner
+from .probe import ProbeInfo, probe
+from .resample import select_frames
+from .source import BLOCK_BYTES, SPILL_BYTES, Readable, Source, decord_input, open_source
 from .spatial import Size, nearest_bucket, normalize_size
 from .status import DecodeError
 from .windows import Window, cut_windows
 
 log = logging.getLogger(__name__)
+
+WINDOW_CREDIT = 2  # windows the decode child may run ahead of its consumer (the bounded queue of the stream)
+
 
 @dataclass
 class SampledFrames:
@@ -58,10 +76,34 @@ class SampledFrames:
     notes: list[str] = field(default_factory=list)
 
 
+def _display_wh(info: ProbeInfo) -> tuple[int, int]:
+    return (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+
+
+def _open_probe(source: Source, storage_options, max_pixels, max_duration_s, max_bytes,
+                block_size: int = BLOCK_BYTES) -> tuple[Readable, ProbeInfo]:
+    readable, _ = open_source(source, storage_options, max_bytes, block_size)
+    info = probe(readable)
+    if max_pixels is not None and info.width * info.height > max_pixels:
+        raise DecodeError(st.TOO_LARGE, f"{info.width}x{info.height} frames exceed max_pixels={max_pixels}")
+    if max_duration_s is not None and info.duration_s > max_duration_s:
+        raise DecodeError(st.TOO_LARGE, f"{info.duration_s:.1f}s exceeds max_duration_s={max_duration_s:g}")
+    return readable, info
+
+
+def _first_choice(backend: str, info: ProbeInfo, notes: list[str]) -> str:
+    """``decord`` or ``pyav`` for this file (the decord path may still fall back while decoding)."""
+    use = "decord" if backend == "decord" else "pyav"  # auto: PyAV, measured fastest (module docstring)
+    if use == "decord" and not info.pts_reliable:
+        notes.append(f"decord needs container timestamps, {info.format_name} has none: used pyav")
+        use = "pyav"
+    return use
+
+
 def sample_frames(source: Source, fps: float = 3.0, size: Size = None, *, backend: str = "auto",
                   storage_options: dict | None = None, max_pixels: int | None = None,
                   max_duration_s: float | None = None, max_bytes: int | None = None, threads: int = 1,
-                  buckets=None) -> SampledFrames:
+                  spill_bytes: int = SPILL_BYTES, buckets=None) -> SampledFrames:
     """Decode ``source`` (a path, an fsspec URL or the file's bytes) at ``fps`` by presentation timestamps.
 
     The rule (``pipeline.decode.resample``): sample times ``t_k = t_0 + k / fps`` from the first frame's time ``t_0`` up to
@@ -75,30 +117,23 @@ def sample_frames(source: Source, fps: float = 3.0, size: Size = None, *, backen
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     size = normalize_size(size)
-    readable, _ = open_source(source, storage_options, max_bytes)
-    info = probe(readable)
-    if max_pixels is not None and info.width * info.height > max_pixels:
-        raise DecodeError(st.TOO_LARGE, f"{info.width}x{info.height} frames exceed max_pixels={max_pixels}")
-    if max_duration_s is not None and info.duration_s > max_duration_s:
-        raise DecodeError(st.TOO_LARGE, f"{info.duration_s:.1f}s exceeds max_duration_s={max_duration_s:g}")
+    readable, info = _open_probe(source, storage_options, max_pixels, max_duration_s, max_bytes)
     notes: list[str] = []
     if buckets:
-        dw, dh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        dw, dh = _display_wh(info)
         size = nearest_bucket(dh, dw, buckets)
-    use = "decord" if backend == "auto" else backend
-    if use == "decord" and not info.pts_reliable:
-        notes.append(f"decord needs container timestamps, {info.format_name} has none: used pyav")
-        use = "pyav"
+    use = _first_choice(backend, info, notes)
     if use == "decord":
         try:
-            frames, ts, idx = decode_decord(readable, info, fps, size, threads)
+            with decord_input(readable, spill_bytes) as r:
+                frames, ts, idx = decode_decord(r, info, fps, size, threads)
         except Unverified as e:
             notes.append(f"{e}: used pyav")
             log.info("%s", notes[-1])
             use = "pyav"
     if use == "pyav":
         frames, ts, idx = decode_pyav(readable, info, fps, size, threads)
-    w, h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+    w, h = _display_wh(info)
     return SampledFrames(frames, np.asarray(ts, np.float64), np.asarray(idx, np.int64), info.avg_fps,
                          info.duration_s, use, w, h, info.codec, info.format_name, notes)
 
@@ -106,8 +141,8 @@ def sample_frames(source: Source, fps: float = 3.0, size: Size = None, *, backen
 @dataclass
 class DecodeResult:
     """One input's outcome. ``status``: ``ok`` or a reason class; ``message``: why ('' when ok); ``windows``: the
-    windows not in ``skip_windows``; ``num_windows_total``: all windows, skipped ones included; ``notes``: what the
-    tail policy and backend choice did."""
+    windows not in ``skip_windows`` (empty for a stream: they went to its consumer); ``num_windows_total``: all
+    windows, skipped ones included; ``notes``: what the tail policy and backend choice did."""
 
     source: str
     status: str
@@ -128,29 +163,119 @@ def _source_name(source: Source) -> str:
     return f"<{len(source)} bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
 
 
-def decode_windows_inprocess(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
-                             skip_windows: frozenset[int] = frozenset()) -> DecodeResult:
-    """:func:`decode_windows` without isolation (it runs this in the child process)."""
+def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
+                  skip_windows: frozenset[int] = frozenset(), choose: Callable[[int], Iterable[int]] | None = None,
+                  ) -> Iterator[Any]:
+    """The window stream as the child sends it: a header ``DecodeResult`` (status ok, ``num_windows_total`` and the
+    video's facts) before the first window, the ``Window``s, ``int`` progress beats (frames decoded so far), and a
+    final ``DecodeResult`` (the header's facts with the final status). Failures are final results, never raised."""
     name = _source_name(source)
+    head: DecodeResult | None = None
+    clock = ActiveClock()
     try:
-        s = sample_frames(source, cfg.fps, cfg.size, backend=cfg.backend, storage_options=storage_options,
-                          max_pixels=cfg.max_pixels, max_duration_s=cfg.max_duration_s, max_bytes=cfg.max_bytes,
-                          threads=cfg.threads, buckets=cfg.buckets)
+        readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
+                                     cfg.read_block_bytes)
+        notes: list[str] = []
+        use = _first_choice(cfg.backend, info, notes)
+        w, h = _display_wh(info)
+        if cfg.buckets:  # the bucket nearest the displayed aspect ratio replaces decode.size for this file
+            cfg = dataclasses.replace(cfg, size=nearest_bucket(h, w, cfg.buckets))
+        res = DecodeResult(name, st.OK, "", source_fps=info.avg_fps, duration_s=info.duration_s, backend=use,
+                           width=w, height=h, codec=info.codec, notes=notes)
+        limit = cfg.wall_limit_s(info.duration_s)
+        untimed = None
+        if info.pts_reliable:
+            idx, times = select_frames(info.pts_ticks, info.end_tick, cfg.fps, info.time_base, info.rates)
+            if len(idx) == 0:
+                raise DecodeError(st.CORRUPT, "no frame to sample")
+        else:  # AVI / MPEG-PS: sampled by decode order's output times, known only after decoding (module docstring)
+            untimed = decode_pyav_untimed(readable, info, cfg.fps, cfg.size, cfg.threads)
+            _, times, idx = untimed
+        res.num_samples = len(idx)
+        plan = cfg.window_plan(len(idx))
+        if not plan.spans:
+            res.status = st.TOO_SHORT
+            res.message = (f"{len(idx)} frames at {cfg.fps:g} fps ({info.duration_s:.2f}s) is shorter than one "
+                           f"window of {cfg.frames_per_window} (tail={cfg.tail})")
+            clock.pause()
+            yield res
+            return
+        if plan.note:
+            notes.append(plan.note)
+        res.num_windows_total = len(plan.spans)
+        wanted = range(len(plan.spans)) if choose is None else set(int(x) for x in choose(len(plan.spans)))
+        chosen = sorted(x for x in wanted if x not in skip_windows and 0 <= x < len(plan.spans))
+        if not chosen:  # every window is already committed (or none chosen): nothing to decode
+            pass
+        elif untimed is not None:
+            head = res
+            clock.pause()
+            yield head
+            clock.resume()
+            for win in cut_windows(untimed[0], times, idx, plan, frozenset(range(len(plan.spans))) - set(chosen)):
+                clock.pause()
+                yield win
+                clock.resume()
+        else:
+            runs = frame_runs(idx, plan, chosen, merge_all=choose is None)
+            frames = Frames(readable, info, runs, cfg, use, notes, seek=choose is not None)
+            for item in assemble(frames, idx, times, plan, chosen):
+                if head is None:  # after the first frame: the backend that really decodes is known
+                    res.backend = frames.backend
+                    head = res
+                    clock.pause()
+                    yield dataclasses.replace(head, notes=list(notes))
+                    clock.resume()
+                if clock.now() > limit:
+                    raise DecodeError(st.TIMEOUT, f"decoding took over {limit:g}s of decode time (decode.max_wall_s; "
+                                                  f"{info.duration_s:.0f}s of video)")
+                clock.pause()
+                yield item
+                clock.resume()
+            res.backend = frames.backend
+        clock.pause()
+        yield dataclasses.replace(res, notes=list(notes))
     except DecodeError as e:
-        return DecodeResult(name, e.reason, e.message)
-    res = DecodeResult(name, st.OK, "", num_samples=len(s.indices), source_fps=s.source_fps, duration_s=s.duration_s,
-                       backend=s.backend, width=s.width, height=s.height, codec=s.codec, notes=list(s.notes))
-    plan = cfg.window_plan(len(s.indices))
-    if not plan.spans:
-        res.status = st.TOO_SHORT
-        res.message = (f"{len(s.indices)} frames at {cfg.fps:g} fps ({s.duration_s:.2f}s) is shorter than one "
-                       f"window of {cfg.frames_per_window} (tail={cfg.tail})")
-        return res
-    if plan.note:
-        res.notes.append(plan.note)
-    res.num_windows_total = len(plan.spans)
-    res.windows = cut_windows(s.frames, s.timestamps, s.indices, plan, frozenset(skip_windows))
-    return res
+        clock.pause()
+        base = head if head is not None else DecodeResult(name, st.OK)
+        yield dataclasses.replace(base, status=e.reason, message=e.message, notes=list(base.notes))
+
+
+class WindowStream:
+    """The windows of one input as they are cut (iterate once). ``result``: the input's ``DecodeResult`` — its facts
+    and ``num_windows_total`` as soon as the first window has arrived (or the failure, if none will), and its final
+    status once the iteration ends. A status other than ``ok`` after some windows means the rest did not come."""
+
+    def __init__(self, items: Iterator[Any], name: str):
+        self._items, self.result = items, DecodeResult(name, st.OK)
+
+    def __iter__(self) -> Iterator[Window]:
+        for item in self._items:
+            if isinstance(item, Window):
+                yield item
+            elif isinstance(item, DecodeResult):
+                self.result = item
+            elif isinstance(item, CallOutcome) and item.kind != "ok":
+                self.result = self._failed(item)
+
+    def _failed(self, out: CallOutcome) -> DecodeResult:
+        if out.kind == "timeout":
+            status, message = st.TIMEOUT, out.message
+        elif out.kind == "crashed":
+            status, message = st.CORRUPT, f"decoder crashed: {out.message}"
+        else:
+            err = out.value
+            log.warning("unexpected error decoding %s: %r", self.result.source, err)
+            status, message = st.CORRUPT, f"unexpected {type(err).__name__}: {err}"
+        return dataclasses.replace(self.result, status=status, message=message)
+
+
+def _guarded(items: Iterator[Any]) -> Iterator[Any]:
+    """In-process stream: an unexpected failure is still this file's status, not the caller's crash."""
+    try:
+        yield from items
+    except Exception as e:
+        yield CallOutcome("error", e)
 
 
 def _warmup() -> None:
@@ -182,29 +307,42 @@ def close_runners() -> None:
     _runners.__dict__.clear()
 
 
+def iter_windows(source: Source, cfg: DecodeConfig | None = None, storage_options: dict | None = None,
+                 skip_windows: frozenset[int] = frozenset(),
+                 choose: Callable[[int], Iterable[int]] | None = None) -> WindowStream:
+    """Decode ``source`` into a :class:`WindowStream`, isolated and time-limited (``cfg.isolate``).
+
+    ``skip_windows``: windows already committed (counted, not cut). ``choose``: a picklable callable given the number
+    of windows that returns the ones to cut (e.g. :class:`pipeline.decode.windows.RandomWindows`); only the frames
+    of those are decoded, each window from a seek to its key frame. Never raises for bad input.
+    """
+    cfg = cfg or DecodeConfig()
+    name = _source_name(source)
+    if not cfg.isolate:
+        return WindowStream(_guarded(_stream_items(source, cfg, storage_options, frozenset(skip_windows), choose)),
+                            name)
+    items = _runner().stream(_stream_items, source, cfg, storage_options, frozenset(skip_windows), choose,
+                             timeout_s=cfg.timeout_s, credit=WINDOW_CREDIT)
+    return WindowStream(items, name)
+
+
 def decode_windows(source: Source, cfg: DecodeConfig | None = None, storage_options: dict | None = None,
-                   skip_windows: frozenset[int] = frozenset()) -> DecodeResult:
-    """Decode ``source`` into windows under the per-file time limit, in an isolated child process.
+                   skip_windows: frozenset[int] = frozenset(),
+                   choose: Callable[[int], Iterable[int]] | None = None) -> DecodeResult:
+    """:func:`iter_windows`, collected: the result holds the windows (none unless ``status`` is ``ok``).
 
     Never raises for bad input: a timeout, a decoder crash or any unexpected error becomes a status record. The
     child is reused across calls (per calling thread) and replaced after a kill, so a long-lived actor can call this
     for thousands of files.
     """
-    cfg = cfg or DecodeConfig()
-    name = _source_name(source)
-    if not cfg.isolate:
-        try:
-            return decode_windows_inprocess(source, cfg, storage_options, skip_windows)
-        except Exception as e:  # an unexpected failure is still this file's status, not the caller's crash
-            return DecodeResult(name, st.CORRUPT, f"unexpected {type(e).__name__}: {e}")
-    out = _runner().call(decode_windows_inprocess, source, cfg, storage_options, frozenset(skip_windows),
-                         timeout_s=cfg.timeout_s)
-    if out.kind == "ok":
-        return out.value
-    if out.kind == "timeout":
-        return DecodeResult(name, st.TIMEOUT, out.message)
-    if out.kind == "crashed":
-        return DecodeResult(name, st.CORRUPT, f"decoder crashed: {out.message}")
-    err = out.value
-    log.warning("unexpected error decoding %s: %r", name, err)
-    return DecodeResult(name, st.CORRUPT, f"unexpected {type(err).__name__}: {err}")
+    stream = iter_windows(source, cfg, storage_options, skip_windows, choose)
+    windows = list(stream)
+    res = stream.result
+    res.windows = windows if res.status == st.OK else []
+    return res
+
+
+def decode_windows_inprocess(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
+                             skip_windows: frozenset[int] = frozenset()) -> DecodeResult:
+    """:func:`decode_windows` without isolation."""
+    return decode_windows(source, dataclasses.replace(cfg, isolate=False), storage_options, skip_windows)

@@ -92,3 +92,17 @@ def cut_windows(frames: np.ndarray, timestamps: np.ndarray, indices: np.ndarray,
             sel = np.concatenate([sel, np.full(pad, stop - 1)])
         out.append(Window(w, frames[sel], timestamps[sel], indices[sel], pad))
     return out
+
+
+@dataclass(frozen=True)
+class RandomWindows:
+    """A picklable window choice for :func:`pipeline.decode.iter_windows` (``choose=``): ``count`` window indices
+    drawn uniformly, with replacement, from the ``num_windows`` of a video, by ``numpy.random.default_rng(seed)``.
+    With ``stride=1`` windows that is a uniform random start over ``[0, N - num_frames]`` of the N samples."""
+
+    seed: tuple
+    count: int = 1
+
+    def __call__(self, num_windows: int) -> list[int]:
+        rng = np.random.default_rng(list(self.seed))
+        return [int(rng.integers(0, num_windows)) for _ in range(self.count)]

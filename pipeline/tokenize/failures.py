@@ -14,12 +14,17 @@ A pending row is never taken as done: the next run plans its input again, and it
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from pipeline.decode.status import TIMEOUT, is_decoder_crash
 from pipeline.retry import attempt
 from pipeline.tokenize.config import RetryConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,20 +38,59 @@ class DecodeOutcome:
 
 def decode_with_retry(decode: Callable[[], object], retry: RetryConfig, what: str = "decode") -> DecodeOutcome:
     """Call `decode()` (returns a `pipeline.decode.DecodeResult`) under `retry`'s rule (module docstring)."""
-    transient = set(retry.transient)
     tries = {"n": 0}
 
     def classify(res, error) -> bool:
         if error is not None:  # decode_windows never raises for a bad input: a raise is a bug, surface it
             return False
         tries["n"] += 1
-        if res.status in transient:
-            return True
-        if res.status == TIMEOUT or is_decoder_crash(res.status, res.message):
-            return tries["n"] < retry.decoder_attempts
-        return False
+        return retryable(res, tries["n"], retry)
 
     out = attempt(decode, classify, retry, what)
     res = out.result()
-    final = res.status not in transient
-    return DecodeOutcome(res, out.tries, final)
+    return DecodeOutcome(res, out.tries, res.status not in set(retry.transient))
+
+
+def retryable(res, tries: int, retry: RetryConfig) -> bool:
+    """Whether an outcome after `tries` tries is decoded again (the table in the module docstring)."""
+    if res.status in set(retry.transient):
+        return True
+    if res.status == TIMEOUT or is_decoder_crash(res.status, res.message):
+        return tries < retry.decoder_attempts
+    return False
+
+
+class RetriedStream:
+    """The streamed windows of one input under `retry`'s rule: iterate to get every `Window` once; afterwards
+    `outcome` holds the last result, the tries and whether its row is final.
+
+    `start(skip)` opens one try (`pipeline.decode.iter_windows` with `skip_windows=skip`). A try that fails after
+    some windows keeps them: they already went downstream, so the next try skips them too, and the decode task never
+    holds more than the few windows the stream has in flight."""
+
+    def __init__(self, start: Callable[[frozenset], object], skip: frozenset, retry: RetryConfig, what: str,
+                 rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.start, self.skip, self.retry, self.what = start, set(skip), retry, what
+        self.rng, self.sleep = rng or random.Random(), sleep
+        self.outcome: DecodeOutcome | None = None
+        self.current = None  # the try in progress: its `result` has the input's facts once a window arrived
+        self.sent = 0
+
+    def __iter__(self) -> Iterator:
+        t0, tries = time.monotonic(), 0
+        while True:
+            tries += 1
+            stream = self.current = self.start(frozenset(self.skip))
+            for w in stream:
+                self.skip.add(w.index)
+                self.sent += 1
+                yield w
+            res = stream.result
+            again = retryable(res, tries, self.retry) and tries < self.retry.attempts
+            pause = self.retry.backoff_s(tries, self.rng) if again else 0.0
+            if not again or time.monotonic() - t0 + pause > self.retry.deadline_s:
+                self.outcome = DecodeOutcome(res, tries, res.status not in set(self.retry.transient))
+                return
+            log.warning("%s: %s (try %d of %d), retrying in %.1f s: %s", self.what, res.status, tries,
+                        self.retry.attempts, pause, res.message)
+            self.sleep(pause)

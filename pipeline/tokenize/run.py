@@ -230,6 +230,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
                 newest[row["source"]] = row
         for row in newest.values():
             tracker.count(row)
+            tracker.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
     except Exception as e:
         if not is_transient_error(e):
             raise

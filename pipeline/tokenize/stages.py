@@ -30,12 +30,12 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from pipeline.decode import DecodeConfig, decode_windows
+from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
 from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
 from pipeline.tokenize.config import RetryConfig
-from pipeline.tokenize.failures import decode_with_retry
+from pipeline.tokenize.failures import RetriedStream
 from pipeline.tokenize.schema import (
     WINDOW_SCHEMA, encoded_table, frames_array, status_table, token_table, window_table, written_table,
 )
@@ -94,11 +94,12 @@ _reported: set = set()
 class DecodeInputs:
     """`map_batches` body (a task): PLAN_SCHEMA rows -> WINDOW_SCHEMA tables, one input at a time.
 
-    Never raises for a bad input: `decode_windows` classifies it, transient outcomes are decoded again under `retry`
-    (`pipeline/tokenize/failures.py`), and the inputs of the batch that yield no window get their status rows
-    committed to `layout` right here, one shard per batch (named by run and sources, so a retried task rewrites the
-    same file; one commit per batch, not per input: `benchmarks/small_clips.py`); `final = false` when the failure
-    was transient to the end.
+    Never raises for a bad input: `iter_windows` classifies it, transient outcomes are decoded again under `retry`
+    (`pipeline/tokenize/failures.py`, skipping the windows an earlier try already sent), and the inputs of the batch
+    that yield no window (or fail after some) get their status rows committed to `layout` right here, one shard per
+    batch (named by run and sources, so a retried task rewrites the same file; one commit per batch, not per input:
+    `benchmarks/small_clips.py`); `final = false` when the failure was transient to the end. Windows are yielded as
+    the decode child streams them, `WINDOWS_PER_YIELD` per table: the task holds a few windows, never a video.
     """
 
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
@@ -117,33 +118,41 @@ class DecodeInputs:
                     row.update({k: v for k, v in stat_source(row["source"], opts).items() if k != "source"})
                 except Exception:  # the decode below reports the io_error with its message
                     pass
-            out = decode_with_retry(lambda: decode_windows(row["source"], self.cfg, storage_options=opts,
-                                                           skip_windows=skip), self.retry, row["source"])
+            stream = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
+                                                             skip_windows=done), skip, self.retry, row["source"])
+            chunk = []
+            for w in stream:  # windows arrive as the child cuts them
+                chunk.append(w)
+                if len(chunk) == WINDOWS_PER_YIELD or (self.cfg.whole_clip and chunk):
+                    yield self._table(row, stream.current.result, chunk)  # whole clip: pieces differ in length
+                    chunk = []
+            out = stream.outcome
             res = out.result
-            info = {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
-                    "decode_backend": res.backend or None, "attempts": out.tries}
-            windows = [w for w in res.windows if w.index not in skip] if res.status == "ok" else []
-            if not windows:
-                done = res.num_windows_total if res.status == "ok" else row["prev_windows"]
-                failed.append({**info, "status": res.status, "message": res.message or "", "num_windows": done,
-                               "final": out.final})
-                continue
-            h, w = windows[0].frames.shape[1:3]
-            base = {**info, "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps),
-                    "bucket": f"{h}x{w}" if self.cfg.buckets else None}
-            for start in range(0, len(windows), WINDOWS_PER_YIELD):
-                chunk = windows[start:start + WINDOWS_PER_YIELD]
-                if self.cfg.whole_clip:  # pieces differ in length (the last is shorter): one table per shape
-                    for piece in chunk:
-                        yield window_table(base, [piece], piece.frames[None])
-                else:
-                    yield window_table(base, chunk, np.stack([w.frames for w in chunk]))
+            if chunk:  # windows before a failure are good: they go on, and the row below counts them
+                yield self._table(row, res, chunk)
+            if res.status != "ok" or not stream.sent:
+                # ok: every window was committed before; a failure after `sent` windows: those stay committed and
+                # this row says how many there are (the driver settles the input by this row)
+                done = res.num_windows_total if res.status == "ok" else int(row["prev_windows"] or 0) + stream.sent
+                failed.append({**self._info(row, res), "attempts": out.tries, "status": res.status,
+                               "message": res.message or "", "num_windows": done, "final": out.final})
         if failed:  # after the batch: a killed task leaves no row, and its inputs are decoded again
             self.layout.write_table(status_shard_name([r["source"] for r in failed], self.run_id),
                                     status_table(failed, self.run_id))
             if self.nodes is not None:  # live progress: the driver reads these rows back only at the end
                 for r in failed:
                     self.nodes.finish.remote(r["source"], r["status"], r["source_duration_s"])
+
+    @staticmethod
+    def _info(row: dict, res) -> dict:
+        return {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
+                "decode_backend": res.backend or None}
+
+    def _table(self, row: dict, res, chunk: list) -> pa.Table:
+        h, w = chunk[0].frames.shape[1:3]
+        base = {**self._info(row, res), "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps),
+                "bucket": f"{h}x{w}" if self.cfg.buckets else None}
+        return window_table(base, chunk, np.stack([w.frames for w in chunk]))
 
 
 # -------------------------------------------------------------------------------------------------- tokenizer stage

@@ -51,6 +51,7 @@ class DataConfig:
     clips_per_video: int = 1  # random windows drawn per decoded video per pass
     extensions: list[str] = field(default_factory=lambda: [".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg"])
     prefetch_batches: int = 4  # per worker, so the step never waits on decoding in steady state
+    shuffle_buffer_clips: int = 64  # per worker: mixes the clips of one video across batches (0: off)
     sample_corpus_clips: int = 6  # embedded default: clips generated when `input` is empty
 
 

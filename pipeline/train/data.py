@@ -7,11 +7,18 @@ Training stream (Ray Data, streaming into `TorchTrainer` workers):
 
 * Each item names one video (pass p = item // n_videos visits every video once, in an order that changes per pass)
   and yields `clips_per_video` random windows of `num_frames` consecutive 3 FPS samples, short side resized to
-  `size` and centre-cropped (the decode issue's `decode_windows`, isolated and time-limited; a bad video yields no
+  `size` and centre-cropped (the decode issue's `iter_windows`, isolated and time-limited; a bad video yields no
   clip and a log line, never a crash).
+* Only the window is decoded: the probe's timestamps give the N sample times without decoding, the start is drawn
+  from them (`pipeline.decode.windows.RandomWindows` over the stride-1 windows), and the decoder seeks to the key
+  frame before the window's first sample and decodes through its last, by the same timestamp rule — the clip is
+  the one whole-video decoding would cut at that start (tests/train/test_data.py). AVI / MPEG-PS carry no timestamps
+  to plan from: those still decode the whole video.
 * Window start: uniform over `[0, N − T]` of the N sampled frames; a video with fewer than T samples is padded by
   repeating its last frame (spec §13.1 step 7). This replaces the official frame-stride rule (which drifts at 25 fps
   and breaks on variable frame rate) by the project's timestamp rule; the randomness is the same in kind.
+* Clips of one video are consecutive in the stream, so the trainer reads through a local shuffle buffer
+  (`data.shuffle_buffer_clips`, Ray Data's `local_shuffle_buffer_size`) that mixes them across videos.
 * The item count covers the whole run (`steps × global batch`), so the stream never restarts between "epochs"
   and the decode tasks stay ahead of the trainers; the training loop re-iterates if failed videos leave it short.
 
@@ -28,7 +35,8 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline.decode import DecodeConfig, decode_windows
+from pipeline.decode import DecodeConfig, decode_windows, iter_windows
+from pipeline.decode.windows import RandomWindows
 from vidtok.video import pad_to_length
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,25 @@ def random_window(frames: np.ndarray, num_frames: int, rng: np.random.Generator)
     return pad_to_length(frames, num_frames), 0
 
 
+def window_config(decode: DecodeConfig, num_frames: int) -> DecodeConfig:
+    """The decode settings whose windows are the training clips: every start (stride 1), short videos padded."""
+    return dataclasses.replace(decode, num_frames=num_frames, stride=1, tail="pad")
+
+
+def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int, seed: tuple,
+                 storage_options: dict | None) -> list[np.ndarray]:
+    """`count` random clips `(num_frames, size, size, 3)` uint8 of `source`, decoding only their frames; the
+    starts are those `random_window` draws with `np.random.default_rng(seed)` from the whole video's samples."""
+    choose = RandomWindows(tuple(seed), count)
+    stream = iter_windows(source, window_config(decode, num_frames), storage_options=storage_options, choose=choose)
+    got = {w.index: w.frames for w in stream}
+    res = stream.result
+    if res.status != "ok" or not got:
+        log.warning("training input skipped: %s: %s %s", source, res.status, res.message)
+        return []
+    return [got[w] for w in choose(res.num_windows_total)]  # draws with repeats come out as often as drawn
+
+
 def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
                   clips_per_video: int, storage_options: dict | None) -> dict:
     """map_batches body: item ids -> training clips (rows of uint8 video)."""
@@ -78,12 +105,7 @@ def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConf
     size = decode.size
     for item in batch["id"]:
         src = urls[source_for_item(int(item), len(urls), seed)]
-        frames = sampled_frames(src, decode, storage_options)
-        if frames is None:
-            continue
-        rng = np.random.default_rng([seed, int(item), 7])
-        for _ in range(clips_per_video):
-            clips.append(random_window(frames, num_frames, rng)[0])
+        clips += random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
     if not clips:
         return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8)}
     return {"video": np.stack(clips)}

@@ -141,7 +141,8 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     timer = StepTimer()
     while state.step < cfg.steps:
         batches = shard.iter_torch_batches(batch_size=cfg.per_worker_batch, prefetch_batches=cfg.data.prefetch_batches,
-                                           drop_last=True, dtypes={"video": torch.uint8})
+                                           drop_last=True, dtypes={"video": torch.uint8},
+                                           local_shuffle_buffer_size=cfg.data.shuffle_buffer_clips or None)
         it, got_any = iter(batches), False
         while state.step < cfg.steps:
             t0 = time.perf_counter()

@@ -70,7 +70,7 @@ def test_decode_matrix_frames_follow_rule(media, name, backend):
     assert err.max() <= 1e-3, f"timestamps off by up to {err.max() * 1e3:.3f} ms (mean {err.mean() * 1e3:.3f})"
     assert s.frames.dtype == np.uint8 and s.frames.shape[1:] == (m.truth.display_size[1], m.truth.display_size[0], 3)
     assert s.timestamps.dtype == np.float64 and s.indices.dtype == np.int64
-    if backend in ("auto", "decord"):
+    if backend == "decord":
         assert s.backend == ("decord" if m.case.decord_ok else "pyav"), s.notes
         assert m.case.decord_ok or s.notes, "decord cannot be trusted here: the fallback must leave a note"
     else:

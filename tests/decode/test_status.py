@@ -50,7 +50,7 @@ def test_decode_status_good_file_windows(media):
         assert w.frames.shape == (3, 64, 64, 3) and w.frames.dtype == np.uint8
         assert [read_frame_number(f) for f in w.frames] == w.indices.tolist()
         np.testing.assert_allclose(w.timestamps, w.indices / 25.0, atol=1e-9)
-    assert res.backend == "decord" and res.source_fps == pytest.approx(25.0)
+    assert res.backend == "pyav" and res.source_fps == pytest.approx(25.0)  # auto: PyAV (docs/benchmarks.md)
     assert any("dropped" in n for n in res.notes), res.notes  # sample 58 is the tail
 
 
