@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidtok.modules.layers import alpha_blend, avg_pool_time, channels_last, conv_time, inplace_ok, repeat_time
+from vidtok.modules.layers import (alpha_blend, avg_pool_time, channels_last, conv3d, conv_time, inplace_ok,
+                                   repeat_time, zero_pad)
 
 
 class StreamingState:
@@ -43,7 +44,7 @@ class StreamingState:
     def _pad_front(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """`x` with `_front(x, n)` prepended along time (dim 2), in one copy that keeps x's memory format."""
         if not self.v1_1:
-            return F.pad(x, (0, 0) * (x.dim() - 3) + (n, 0))  # zeros without materialising a zero tensor
+            return zero_pad(x, (0, 0) * (x.dim() - 3) + (n, 0))
         # cat keeps channels-last only when every piece is channels-last (the front is small).
         return torch.cat([channels_last(self._front(x, n)), x], dim=2)
 
@@ -97,7 +98,7 @@ class CausalConv3d(StreamingState, nn.Module):
         """The conv on an input that already carries its `time_pad` front frames."""
         if self.spatial_pad[0] != self.spatial_pad[1]:
             x = F.pad(x, self.spatial_pad)
-        return channels_last(self.conv(x))
+        return conv3d(self.conv, x)
 
 
 class CausalConv1d(StreamingState, nn.Module):

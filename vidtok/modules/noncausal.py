@@ -15,8 +15,8 @@ from torch import nn
 
 from vidtok.config import VidTokConfig
 from vidtok.modules.layers import (AttnBlock, Downsample, Normalize, ResnetBlock, ResnetBlock1D, ResnetBlock3D,
-                                   TemporalConv1d, Upsample, alpha_blend, avg_pool_time, channels_last, norm_act,
-                                   per_frame, repeat_time)
+                                   TemporalConv1d, Upsample, alpha_blend, avg_pool_time, channels_last, conv3d,
+                                   norm_act, per_frame, repeat_time, zero_pad)
 
 
 def _conv3(c: int) -> nn.Module:
@@ -47,9 +47,9 @@ class TimeDownsampleRes2x(nn.Module):
         self.conv = nn.Conv3d(channels, channels, 3, stride=(2, 1, 1), padding=(0, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x, (0, 0, 0, 0, 0, 1))
+        padded = zero_pad(x, (0, 0, 0, 0, 0, 1))
         x1 = avg_pool_time(padded, 3, 2)
-        return alpha_blend(x1, channels_last(self.conv(padded)), self.mix_factor)
+        return alpha_blend(x1, conv3d(self.conv, padded), self.mix_factor)
 
 
 class TimeUpsampleRes2x(nn.Module):
@@ -62,7 +62,7 @@ class TimeUpsampleRes2x(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = repeat_time(x, 2)
-        return alpha_blend(u, channels_last(self.conv(u)), self.mix_factor)
+        return alpha_blend(u, conv3d(self.conv, u), self.mix_factor)
 
 
 class NonCausalEncoder(nn.Module):
@@ -95,7 +95,7 @@ class NonCausalEncoder(nn.Module):
         self.conv_out = nn.Conv3d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = channels_last(self.conv_in(channels_last(x)))
+        h = conv3d(self.conv_in, channels_last(x))
         for down, down_t in zip(self.down, self.down_temporal):
             for blk_2d, blk_1d in zip(down.block, down_t.block):
                 h = per_frame(blk_2d, h)
@@ -138,7 +138,7 @@ class NonCausalDecoder(nn.Module):
         self.conv_out = nn.Conv3d(block_in, cfg.out_ch, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = channels_last(self.conv_in(channels_last(z)))
+        h = conv3d(self.conv_in, channels_last(z))
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
         for i in reversed(range(len(self.up))):
             up, up_t = self.up[i], self.up_temporal[i]
