@@ -72,9 +72,10 @@ def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
 
     ATen sends a batch-1 Conv3d with few input channels (conv_in, C=3) to its im2col kernel, which runs ~3x slower
     than oneDNN and returns NCDHW memory; outside autograd and autocast, such float32 CPU calls go to oneDNN
-    directly (same op ATen uses for every larger conv).
+    directly (same op ATen uses for every larger conv). Not while `torch.compile` traces: the compiler lowers
+    convolutions itself and the raw oneDNN op does not accept its fake tensors.
     """
-    if (x.shape[1] < 8 and x.device.type == "cpu" and x.dtype == torch.float32 and inplace_ok()
+    if (x.shape[1] < 8 and not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32 and inplace_ok()
             and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
         return torch.mkldnn_convolution(channels_last(x), conv.weight, conv.bias, conv.padding, conv.stride,
