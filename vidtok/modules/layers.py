@@ -75,8 +75,8 @@ def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     directly (same op ATen uses for every larger conv). Not while `torch.compile` traces: the compiler lowers
     convolutions itself and the raw oneDNN op does not accept its fake tensors.
     """
-    if (x.shape[1] < 8 and not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32 and inplace_ok()
-            and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
+    if (x.shape[1] < 8 and x.device.type == "cpu" and x.dtype == torch.float32 and inplace_ok()
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
         return torch.mkldnn_convolution(channels_last(x), conv.weight, conv.bias, conv.padding, conv.stride,
                                         conv.dilation, conv.groups)
@@ -84,7 +84,10 @@ def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
 
 
 def norm_act(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """SiLU(norm(x)) (SiLU = x*sigmoid(x), §3.2); in place on the norm's fresh output outside autograd (one activation-sized tensor less)."""
+    """SiLU(norm(x)) (SiLU = x*sigmoid(x), §3.2).
+
+    Outside autograd the SiLU overwrites the norm's fresh output: one activation-sized tensor less.
+    """
     return F.silu(norm(x), inplace=inplace_ok())
 
 

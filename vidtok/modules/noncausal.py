@@ -10,7 +10,6 @@ Activations are channels-last from input to output (see `layers`); results are r
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidtok.config import VidTokConfig
