@@ -76,8 +76,8 @@ def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     convolutions itself and the raw oneDNN op does not accept its fake tensors.
     """
     if (x.shape[1] < 8 and x.device.type == "cpu" and x.dtype == torch.float32 and inplace_ok()
-            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
-            and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+            and torch.backends.mkldnn.is_available() and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
         return torch.mkldnn_convolution(channels_last(x), conv.weight, conv.bias, conv.padding, conv.stride,
                                         conv.dilation, conv.groups)
     return channels_last(conv(x))
