@@ -107,3 +107,13 @@ def test_compile_encoder_matches_eager():
         out = model.encode(x)
     _close(out.z, ref.z, "compiled z", atol=1e-4)
     assert torch.equal(out.indices, ref.indices)
+
+
+def test_inplace_helpers_keep_autocast_dtype_promotion():
+    """A bf16 branch added to / mixed with a float32 tensor gives float32, in place or not (like `x + h`)."""
+    from vidtok.modules.layers import residual_add
+
+    x, h = torch.randn(4), torch.randn(4).bfloat16()
+    with torch.no_grad():
+        assert residual_add(h.clone(), x).dtype == torch.float32
+        assert alpha_blend(x, h.clone(), torch.tensor([0.3])).dtype == torch.float32

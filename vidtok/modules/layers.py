@@ -92,8 +92,14 @@ def norm_act(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def residual_add(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """x + h; outside autograd accumulated into the fresh branch output `h` (IEEE addition commutes: same bits)."""
-    return h.add_(x) if inplace_ok() else x + h
+    """x + h; outside autograd accumulated into the fresh branch output `h` (IEEE addition commutes: same bits).
+
+    Only when `h` already has the sum's dtype: under autocast a bf16 branch added to a float32 residual gives
+    float32, as in the official code.
+    """
+    if inplace_ok() and h.dtype == torch.promote_types(h.dtype, x.dtype):
+        return h.add_(x)
+    return x + h
 
 
 def alpha_blend(a: torch.Tensor, b: torch.Tensor, mix_factor: torch.Tensor) -> torch.Tensor:
