@@ -8,8 +8,10 @@ Spec: ../shared/vidtok-spec (ARCHITECTURE.md, checkpoints.md). Pure PyTorch: no 
     video = model.decode_indices(enc.indices)
 """
 
+from vidtok.accel import compile_encoder, set_cudnn_benchmark
 from vidtok.config import VidTokConfig
 from vidtok.model import EncodeOutput, VidTok
 from vidtok.presets import list_presets, preset_config
 
-__all__ = ["VidTok", "VidTokConfig", "EncodeOutput", "list_presets", "preset_config"]
+__all__ = ["VidTok", "VidTokConfig", "EncodeOutput", "list_presets", "preset_config", "compile_encoder",
+           "set_cudnn_benchmark"]

@@ -7,6 +7,7 @@ differ only in the temporal padding semantics of `causal_ops` and in the frame-c
   `tdf-1` output frames (quirk 2: T=16 -> 13 frames).
 * v1.1: `tdf - T mod tdf` copies are prepended; the decoder does not crop (the engine keeps the last T frames).
 Module lists are indexed by absolute level (`down[i]`, `up[i]`, `up_temporal[i]`), as in the checkpoints.
+Activations are channels-last from input to output (see `layers`); results are returned contiguous.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from vidtok.config import VidTokConfig
 from vidtok.modules.causal_ops import (CausalConv1d, CausalConv3d, TimeDownsampleResCausal2x,
                                        TimeUpsampleResCausal2x)
 from vidtok.modules.layers import (AttnBlock, Downsample, Normalize, ResnetBlock, ResnetBlock1D, ResnetBlock3D,
-                                   Upsample, nonlinearity, per_frame, spatial_temporal_resblk)
+                                   Upsample, channels_last, norm_act, per_frame)
 
 
 def _mid(channels: int, v1_1: bool, dropout: float) -> nn.Module:
@@ -79,16 +80,17 @@ class CausalEncoder(nn.Module):
         return torch.cat([x[:, :, :1].repeat_interleave(n, dim=2), x], dim=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(self.pad_front(x))
-        for i, (down, down_t) in enumerate(zip(self.down, self.down_temporal)):
+        h = self.conv_in(channels_last(self.pad_front(x)))
+        for down, down_t in zip(self.down, self.down_temporal):
             for blk_2d, blk_1d in zip(down.block, down_t.block):
-                h = spatial_temporal_resblk(h, blk_2d, blk_1d)
+                h = per_frame(blk_2d, h)  # one statement per block: each input is freed as soon as it is used
+                h = blk_1d(h)  # the temporal block per pixel, on the video itself (§3.6)
             if hasattr(down, "downsample"):
                 h = per_frame(down.downsample, h)
             if hasattr(down_t, "downsample"):
                 h = down_t.downsample(h)
         h = _run_mid(self.mid, h)
-        return self.conv_out(nonlinearity(self.norm_out(h)))
+        return self.conv_out(norm_act(self.norm_out, h)).contiguous()
 
 
 class CausalDecoder(nn.Module):
@@ -133,17 +135,18 @@ class CausalDecoder(nn.Module):
         self.conv_out = CausalConv3d(block_in, cfg.out_ch, 3, v1_1=v1_1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = _run_mid(self.mid, self.conv_in(z))
+        h = _run_mid(self.mid, self.conv_in(channels_last(z)))
         for i in reversed(range(len(self.up))):
             up, up_t = self.up[i], self.up_temporal[i]
             for blk_2d, blk_1d in zip(up.block, up_t.block):  # 2-D before temporal (quirk 10)
-                h = spatial_temporal_resblk(h, blk_2d, blk_1d)
+                h = per_frame(blk_2d, h)
+                h = blk_1d(h)
             if hasattr(up, "upsample"):
                 h = per_frame(up.upsample, h)
                 # A temporal up-sampler is applied only inside the spatial branch (§2.1).
                 if hasattr(up_t, "upsample"):
                     h = up_t.upsample(h)
-        h = self.conv_out(nonlinearity(self.norm_out(h)))
+        h = self.conv_out(norm_act(self.norm_out, h))
         if not self.v1_1:
             h = h[:, :, self.time_downsample_factor - 1:]  # v1.0 always drops tdf-1 frames (§5.1, quirk 2)
-        return h
+        return h.contiguous()

@@ -8,6 +8,12 @@ Each class takes `v1_1`:
   so that untiled calls do not keep a copy of every conv input alive (the official code always stores; an untiled
   call never reads it, so outputs are identical).
 Parameters are wrapped exactly like the official modules (`<name>.conv.weight`), so keys load unchanged.
+
+Speed (issue 14): the time padding is one `F.pad`/`cat` copy and the symmetric spatial padding is done by the conv
+itself (the official code copies the input twice); `CausalConv1d` runs on the channels-last video directly
+(`layers.conv_time`); the AlphaBlenders share one padded input between their branches and mix in place
+(`layers.alpha_blend`); the x2 temporal up-sampler writes the nearest-upsampled frames straight into the padded
+conv input when no streaming state is involved.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vidtok.modules.layers import (alpha_blend, avg_pool_time, channels_last, conv3d, conv_time, inplace_ok,
+                                   repeat_time, zero_pad)
 
 
 class StreamingState:
@@ -26,6 +35,18 @@ class StreamingState:
         self.causal_cache: torch.Tensor | None = None
         self.cache_offset = 0
         self.store_cache = False
+
+    @property
+    def stateless(self) -> bool:
+        """True when the front padding depends on `x` alone (v1.0, or an untiled v1.1 call) and no cache is kept."""
+        return not self.v1_1 or (self.is_first_chunk and not self.store_cache)
+
+    def _pad_front(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """`x` with `_front(x, n)` prepended along time (dim 2), in one copy that keeps x's memory format."""
+        if not self.v1_1:
+            return zero_pad(x, (0, 0) * (x.dim() - 3) + (n, 0))
+        # cat keeps channels-last only when every piece is channels-last (the front is small).
+        return torch.cat([channels_last(self._front(x, n)), x], dim=2)
 
     def _front(self, x: torch.Tensor, n: int, dim: int = 2) -> torch.Tensor:
         """The `n` frames to prepend along `dim`: zeros (v1.0), first-frame copies or cached frames (v1.1)."""
@@ -62,16 +83,22 @@ class CausalConv3d(StreamingState, nn.Module):
         # The official code computes the width padding from the height kernel; all kernels are square (§3.3).
         p = (kernel_size - 1) + (1 - stride[1])
         self.spatial_pad = (p // 2, p - p // 2, p // 2, p - p // 2)
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride)
+        # Symmetric spatial zero padding (every released layer) is done inside the conv: no padded copy.
+        inner = (0, p // 2, p // 2) if p % 2 == 0 else 0
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, padding=inner)
         self._init_state(v1_1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.time_pad:
-            x = torch.cat([self._front(x, self.time_pad), x], dim=2)
+            x = self._pad_front(x, self.time_pad)
             self._remember(x)
-        if any(self.spatial_pad):
+        return self.conv_padded(x)
+
+    def conv_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv on an input that already carries its `time_pad` front frames."""
+        if self.spatial_pad[0] != self.spatial_pad[1]:
             x = F.pad(x, self.spatial_pad)
-        return self.conv(x)
+        return conv3d(self.conv, x)
 
 
 class CausalConv1d(StreamingState, nn.Module):
@@ -84,8 +111,11 @@ class CausalConv1d(StreamingState, nn.Module):
         self._init_state(v1_1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self._front(x, self.time_pad), x], dim=2)
+        """(N, C, T) or, per pixel, a (B, C, T, H, W) video."""
+        x = self._pad_front(x, self.time_pad)
         self._remember(x)
+        if x.dim() == 5:
+            return conv_time(x, self.conv.weight, self.conv.bias)
         return self.conv(x)
 
 
@@ -103,13 +133,15 @@ class TimeDownsampleResCausal2x(StreamingState, nn.Module):
         self._init_state(v1_1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = torch.sigmoid(self.mix_factor)
-        padded = torch.cat([self._front(x, 1), x], dim=2)
+        stateless = self.stateless and self.conv.stateless
+        padded = self._pad_front(x, 1)
         if self.v1_1 and self.store_cache:
             self.causal_cache = padded[:, :, -1:]
-        x1 = F.avg_pool3d(padded, kernel_size=(3, 1, 1), stride=(2, 1, 1))
-        x2 = self.conv(x)
-        return alpha * x1 + (1.0 - alpha) * x2
+        x1 = avg_pool_time(padded, 3, 2)
+        # The conv's own front frame (time_pad 1) is the same zero / first-frame copy: reuse this padded input.
+        x2 = self.conv.conv_padded(padded) if stateless else self.conv(x)
+        del padded
+        return alpha_blend(x1, x2, self.mix_factor)
 
 
 class TimeUpsampleResCausal2x(StreamingState, nn.Module):
@@ -137,7 +169,7 @@ class TimeUpsampleResCausal2x(StreamingState, nn.Module):
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
         if self.interpolation_mode == "nearest":
-            return x.repeat_interleave(2, dim=2)  # exact nearest x2 in time, equal to the float32 interpolate
+            return repeat_time(x, 2)  # exact nearest x2 in time, equal to the float32 interpolate
         n = self.num_temp_upsample
         if self.is_first_chunk:
             head, rest = x[:, :, :n], x[:, :, n:]
@@ -154,7 +186,22 @@ class TimeUpsampleResCausal2x(StreamingState, nn.Module):
             self.causal_cache = seq[:, :, seq.shape[2] - 2 * n: seq.shape[2] - n]
         return self._trilinear(seq)[:, :, 2 * n:]
 
+    def _padded_nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv's padded input [front, nearest x2 of x] built in one buffer; u is its view [:, :, time_pad:]."""
+        b, c, t, h, w = x.shape
+        n = self.conv.time_pad
+        buf = x.new_empty((b, n + 2 * t, h, w, c))  # channels-last memory of (B, C, n + 2T, H, W)
+        buf[:, n:].view(b, t, 2, h, w, c).copy_(x.movedim(1, -1).unsqueeze(2))
+        if self.v1_1:
+            buf[:, :n].copy_(buf[:, n:n + 1])  # first-frame replication (first chunk)
+        else:
+            buf[:, :n].zero_()
+        return buf.movedim(-1, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = torch.sigmoid(self.mix_factor)
+        if self.interpolation_mode == "nearest" and self.stateless and self.conv.stateless and inplace_ok():
+            padded = self._padded_nearest(x)
+            out = self.conv.conv_padded(padded)
+            return alpha_blend(padded[:, :, self.conv.time_pad:], out, self.mix_factor)
         u = self._upsample(x)
-        return alpha * u + (1.0 - alpha) * self.conv(u)
+        return alpha_blend(u, self.conv(u), self.mix_factor)

@@ -1,8 +1,18 @@
 """Building blocks shared by the causal and non-causal VidTok models (spec ARCHITECTURE.md §3).
 
 VidTok factorises space and time: 2-D blocks run per frame on `(B*T, C, H, W)`, 1-D temporal blocks run per
-pixel on `(B*H*W, C, T)`. Module and attribute names match the official ones (`norm1.norm`, `conv1`,
-`nin_shortcut`, `downsample.conv`, ...) so official state-dict keys load without any renaming.
+pixel. Module and attribute names match the official ones (`norm1.norm`, `conv1`, `nin_shortcut`,
+`downsample.conv`, ...) so official state-dict keys load without any renaming.
+
+Speed (issue 14, figures in docs/benchmarks.md). Activations keep the logical layout (B, C, T, H, W) but live in
+channels-last memory (B, T, H, W, C) (`torch.channels_last_3d`) from the encoder/decoder input to its output:
+* the channel LayerNorm then normalises the contiguous last dimension, with no permute copies;
+* the per-frame view (B*T, C, H, W) is a free reshape and feeds oneDNN's native NHWC convolutions;
+* the temporal k3 convs run as a (3, 1, 1) Conv3d on the same memory instead of a permute to (B*H*W, C, T), which
+  also runs at the 2-D convs' FLOP rate instead of a quarter of it.
+Outside autograd (`not torch.is_grad_enabled()`: `no_grad`, `inference_mode`, or a frozen stage-2 encoder) SiLU,
+residual adds and AlphaBlender mixes work in place on fresh intermediates; under autograd the same functions run
+out of place, so training computes the same values and keeps what backward needs.
 """
 
 from __future__ import annotations
@@ -14,9 +24,125 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def nonlinearity(x: torch.Tensor) -> torch.Tensor:
-    """SiLU, x*sigmoid(x) (§3.2)."""
-    return F.silu(x)
+def inplace_ok() -> bool:
+    """True when nothing records autograd history, so overwriting a fresh intermediate is safe (see module doc)."""
+    return not torch.is_grad_enabled()
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A (B, C, T, H, W) video in channels-last memory; a no-op when it already is (other ranks unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last_3d) if x.dim() == 5 else x
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last(_3d) when `x` is laid out so, else contiguous: for new tensors that should match `x`."""
+    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def zero_pad(x: torch.Tensor, pad: tuple[int, ...]) -> torch.Tensor:
+    """F.pad(x, pad) with zeros (non-negative pads), written in one pass outside autograd.
+
+    F.pad fills the whole output and then copies the interior over it: two passes over an activation-sized
+    tensor. Here the interior is copied once and only the border slabs are zeroed; under autograd F.pad runs.
+    """
+    if not inplace_ok():
+        return F.pad(x, pad)
+    shape, interior = list(x.shape), [slice(None)] * x.dim()
+    for i in range(len(pad) // 2):
+        d = x.dim() - 1 - i
+        shape[d] += pad[2 * i] + pad[2 * i + 1]
+        interior[d] = slice(pad[2 * i], pad[2 * i] + x.shape[d])
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    out[tuple(interior)].copy_(x)
+    for i in range(len(pad) // 2):
+        d = x.dim() - 1 - i
+        if pad[2 * i]:
+            out.narrow(d, 0, pad[2 * i]).zero_()
+        if pad[2 * i + 1]:
+            out.narrow(d, shape[d] - pad[2 * i + 1], pad[2 * i + 1]).zero_()
+    return out
+
+
+def conv3d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for a (B, C, T, H, W) video, returned channels-last.
+
+    ATen sends a batch-1 Conv3d with few input channels (conv_in, C=3) to its im2col kernel, which runs ~3x slower
+    than oneDNN and returns NCDHW memory; outside autograd and autocast, such float32 CPU calls go to oneDNN
+    directly (same op ATen uses for every larger conv). Not while `torch.compile` traces: the compiler lowers
+    convolutions itself and the raw oneDNN op does not accept its fake tensors.
+    """
+    if (x.shape[1] < 8 and x.device.type == "cpu" and x.dtype == torch.float32 and inplace_ok()
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+            and torch.backends.mkldnn.is_available() and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
+        return torch.mkldnn_convolution(channels_last(x), conv.weight, conv.bias, conv.padding, conv.stride,
+                                        conv.dilation, conv.groups)
+    return channels_last(conv(x))
+
+
+def norm_act(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """SiLU(norm(x)) (SiLU = x*sigmoid(x), §3.2).
+
+    Outside autograd the SiLU overwrites the norm's fresh output: one activation-sized tensor less.
+    """
+    return F.silu(norm(x), inplace=inplace_ok())
+
+
+def residual_add(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x + h; outside autograd accumulated into the fresh branch output `h` (IEEE addition commutes: same bits).
+
+    Only when `h` already has the sum's dtype: under autocast a bf16 branch added to a float32 residual gives
+    float32, as in the official code.
+    """
+    if inplace_ok() and h.dtype == torch.promote_types(h.dtype, x.dtype):
+        return h.add_(x)
+    return x + h
+
+
+def alpha_blend(a: torch.Tensor, b: torch.Tensor, mix_factor: torch.Tensor) -> torch.Tensor:
+    """AlphaBlender mix sigmoid(mix_factor) * a + (1 - sigmoid(mix_factor)) * b as one lerp (§3.10, §3.11).
+
+    `lerp(b, a, alpha)` is the same affine mix in one pass and one output instead of three temporaries; outside
+    autograd it overwrites `b`, which must be a fresh branch output. Rounding differs from the two-product form by
+    about one ulp. The result dtype follows the official expression's promotion (the fp32 `mix_factor` makes a
+    bf16-autocast mix float32).
+    """
+    alpha = torch.sigmoid(mix_factor)
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), alpha.dtype)
+    if inplace_ok() and b.dtype == dtype:
+        return b.lerp_(a.to(dtype), alpha)
+    return torch.lerp(b.to(dtype), a.to(dtype), alpha.to(dtype))
+
+
+def time_view(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, T, H*W*C), a view when `x` is channels-last, so time ops run on contiguous rows."""
+    b, c, t, h, w = x.shape
+    return x.movedim(1, -1).reshape(b, t, h * w * c)
+
+
+def from_time_view(y: torch.Tensor, c: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of `time_view`: (B, T, H*W*C) -> (B, C, T, H, W) in channels-last memory."""
+    b, t, _ = y.shape
+    return y.reshape(b, t, h, w, c).movedim(-1, 1)
+
+
+def repeat_time(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Nearest x`n` in time, (B, C, T, H, W) -> (B, C, n*T, H, W): exactly repeat_interleave, kept channels-last."""
+    b, c, t, h, w = x.shape
+    return from_time_view(time_view(x).repeat_interleave(n, dim=1), c, h, w)
+
+
+def avg_pool_time(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """avg_pool3d with kernel (kernel, 1, 1), stride (stride, 1, 1) on (B, C, T, H, W), kept channels-last.
+
+    The same pooling kernel on (B, 1, T, H*W*C, 1), so the values are those of the official `avg_pool3d` call.
+    """
+    b, c, t, h, w = x.shape
+    y = F.avg_pool3d(time_view(x).unsqueeze(1).unsqueeze(-1), kernel_size=(kernel, 1, 1), stride=(stride, 1, 1))
+    return from_time_view(y.squeeze(-1).squeeze(1), c, h, w)
 
 
 class Normalize(nn.Module):
@@ -45,32 +171,9 @@ def from_frames(x: torch.Tensor, b: int) -> torch.Tensor:
     return x.reshape(b, bt // b, c, h, w).transpose(1, 2)
 
 
-def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B*H*W, C, T), order (b*H + y)*W + x (§3.6)."""
-    b, c, t, h, w = x.shape
-    return x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t)
-
-
-def from_pixels(x: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
-    """(B*H*W, C, T) -> (B, C, T, H, W)."""
-    _, c, t = x.shape
-    return x.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
-
-
 def per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a 2-D module to every frame of a (B, C, T, H, W) video."""
     return from_frames(module(to_frames(x)), x.shape[0])
-
-
-def per_pixel(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 1-D temporal module to every pixel of a (B, C, T, H, W) video."""
-    b, _, _, h, w = x.shape
-    return from_pixels(module(to_pixels(x)), b, h, w)
-
-
-def spatial_temporal_resblk(x: torch.Tensor, block_2d: nn.Module, block_1d: nn.Module) -> torch.Tensor:
-    """One resblock step: the 2-D block per frame (may change width), then the 1-D block per pixel (§3.6)."""
-    return per_pixel(block_1d, per_frame(block_2d, x))
 
 
 class ResnetBlock(nn.Module):
@@ -87,11 +190,12 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(nonlinearity(self.norm1(x)))
-        h = self.conv2(self.dropout(nonlinearity(self.norm2(h))))
+        h = self.conv1(norm_act(self.norm1, x))
+        h = norm_act(self.norm2, h)  # rebinding frees conv1's output before conv2 allocates its own
+        h = self.conv2(self.dropout(h))
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
-        return x + h
+        return residual_add(h, x)
 
 
 class ResnetBlock3D(nn.Module):
@@ -107,14 +211,17 @@ class ResnetBlock3D(nn.Module):
         self.conv2 = conv_factory(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(nonlinearity(self.norm1(x)))
-        h = self.conv2(self.dropout(nonlinearity(self.norm2(h))))
-        return x + h
+        h = self.conv1(norm_act(self.norm1, x))
+        h = norm_act(self.norm2, h)
+        h = self.conv2(self.dropout(h))
+        return residual_add(h, x)
 
 
 class ResnetBlock1D(ResnetBlock3D):
-    """Temporal 1-D ResNet block on (N, C, T), width unchanged (§3.5): the same computation with kernel-3 1-D convs
-    from `conv_factory(C)`. The official init zeroes conv2 (identity block); loading a checkpoint overwrites it."""
+    """Temporal 1-D ResNet block, width unchanged (§3.5): the same computation with kernel-3 1-D convs from
+    `conv_factory(C)` (`TemporalConv1d` / `CausalConv1d`), applied per pixel. Runs on (N, C, T) or directly on a
+    (B, C, T, H, W) video (the per-pixel view without a permute copy). The official init zeroes conv2 (identity
+    block); loading a checkpoint overwrites it."""
 
     def __init__(self, channels: int, conv_factory: Callable[[int], nn.Module], dropout: float = 0.0):
         super().__init__(channels, conv_factory, dropout)
@@ -143,8 +250,9 @@ class AttnBlock(nn.Module):
             return y.permute(0, 2, 3, 4, 1).reshape(b, t, hh * ww, c)
 
         out = F.scaled_dot_product_attention(tokens(self.q(h)), tokens(self.k(h)), tokens(self.v(h)))
-        out = out.reshape(b, t, hh, ww, c).permute(0, 4, 1, 2, 3)
-        return x + self.proj_out(out)
+        del h
+        out = out.reshape(b, t, hh, ww, c).permute(0, 4, 1, 2, 3)  # channels-last memory, no copy
+        return residual_add(self.proj_out(out), x)
 
 
 class Downsample(nn.Module):
@@ -155,7 +263,7 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
+        return self.conv(zero_pad(x, (0, 1, 0, 1)))
 
 
 class Upsample(nn.Module):
@@ -168,6 +276,24 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(x.dtype)
         return self.conv(up)
+
+
+class TemporalConv1d(nn.Conv1d):
+    """nn.Conv1d (keys `weight`, `bias`) that also runs per pixel on a (B, C, T, H, W) video.
+
+    On a video it is the same kernel as a (k, 1, 1) Conv3d over channels-last memory: no (B*H*W, C, T) permute
+    copy, and oneDNN's 3-D kernel runs it ~4x faster than Conv1d over 65536 length-20 sequences.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            return super().forward(x)
+        return conv_time(x, self.weight, self.bias, padding=self.padding[0])
+
+
+def conv_time(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int = 0) -> torch.Tensor:
+    """Conv1d weight (Cout, Cin, k) applied along T of a (B, Cin, T, H, W) video -> (B, Cout, T', H, W)."""
+    return channels_last(F.conv3d(x, weight[..., None, None], bias, padding=(padding, 0, 0)))
 
 
 def _zero_init(module: nn.Module) -> None:

@@ -4,17 +4,18 @@ Official classes: `vidtok.modules.model_3dnoncausal.Encoder3D` / `Decoder3D`. "S
 (Conv3d k3 p1, Conv1d k3 p1). Down-sampling levels are hard-coded: spatial at every level but the last, temporal at
 [L-2, L-3]; up-sampling spatial at every level but 0, temporal at [1, 2]. `spatial_ds`/`tempo_ds` config keys and
 `time_downsample_factor` are ignored, like the official code. Keys have no inner `.conv` (e.g. `conv_in.weight`).
+Activations are channels-last from input to output (see `layers`); results are returned contiguous.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidtok.config import VidTokConfig
 from vidtok.modules.layers import (AttnBlock, Downsample, Normalize, ResnetBlock, ResnetBlock1D, ResnetBlock3D,
-                                   Upsample, nonlinearity, per_frame, spatial_temporal_resblk)
+                                   TemporalConv1d, Upsample, alpha_blend, avg_pool_time, channels_last, conv3d,
+                                   norm_act, per_frame, repeat_time, zero_pad)
 
 
 def _conv3(c: int) -> nn.Module:
@@ -22,7 +23,7 @@ def _conv3(c: int) -> nn.Module:
 
 
 def _conv1d(c: int) -> nn.Module:
-    return nn.Conv1d(c, c, 3, padding=1)
+    return TemporalConv1d(c, c, 3, padding=1)
 
 
 def _mid(channels: int, dropout: float) -> nn.Module:
@@ -45,10 +46,9 @@ class TimeDownsampleRes2x(nn.Module):
         self.conv = nn.Conv3d(channels, channels, 3, stride=(2, 1, 1), padding=(0, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = torch.sigmoid(self.mix_factor)
-        padded = F.pad(x, (0, 0, 0, 0, 0, 1))
-        x1 = F.avg_pool3d(padded, kernel_size=(3, 1, 1), stride=(2, 1, 1))
-        return alpha * x1 + (1.0 - alpha) * self.conv(padded)
+        padded = zero_pad(x, (0, 0, 0, 0, 0, 1))
+        x1 = avg_pool_time(padded, 3, 2)
+        return alpha_blend(x1, conv3d(self.conv, padded), self.mix_factor)
 
 
 class TimeUpsampleRes2x(nn.Module):
@@ -60,9 +60,8 @@ class TimeUpsampleRes2x(nn.Module):
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        alpha = torch.sigmoid(self.mix_factor)
-        u = x.repeat_interleave(2, dim=2)
-        return alpha * u + (1.0 - alpha) * self.conv(u)
+        u = repeat_time(x, 2)
+        return alpha_blend(u, conv3d(self.conv, u), self.mix_factor)
 
 
 class NonCausalEncoder(nn.Module):
@@ -95,16 +94,17 @@ class NonCausalEncoder(nn.Module):
         self.conv_out = nn.Conv3d(block_in, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(x)
+        h = conv3d(self.conv_in, channels_last(x))
         for down, down_t in zip(self.down, self.down_temporal):
             for blk_2d, blk_1d in zip(down.block, down_t.block):
-                h = spatial_temporal_resblk(h, blk_2d, blk_1d)
+                h = per_frame(blk_2d, h)
+                h = blk_1d(h)
             if hasattr(down, "downsample"):
                 h = per_frame(down.downsample, h)
             if hasattr(down_t, "downsample"):
                 h = down_t.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(nonlinearity(self.norm_out(h)))
+        return self.conv_out(norm_act(self.norm_out, h)).contiguous()
 
 
 class NonCausalDecoder(nn.Module):
@@ -137,14 +137,15 @@ class NonCausalDecoder(nn.Module):
         self.conv_out = nn.Conv3d(block_in, cfg.out_ch, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(z)
+        h = conv3d(self.conv_in, channels_last(z))
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
         for i in reversed(range(len(self.up))):
             up, up_t = self.up[i], self.up_temporal[i]
             for blk_2d, blk_1d in zip(up.block, up_t.block):
-                h = spatial_temporal_resblk(h, blk_2d, blk_1d)
+                h = per_frame(blk_2d, h)
+                h = blk_1d(h)
             if hasattr(up, "upsample"):
                 h = per_frame(up.upsample, h)
             if hasattr(up_t, "upsample"):
                 h = up_t.upsample(h)
-        return self.conv_out(nonlinearity(self.norm_out(h)))
+        return self.conv_out(norm_act(self.norm_out, h)).contiguous()
