@@ -75,11 +75,13 @@ class RetriedStream:
         self.outcome: DecodeOutcome | None = None
         self.current = None  # the try in progress: its `result` has the input's facts once a window arrived
         self.sent = 0
+        self.tries = 0  # the try in progress (1-based)
 
     def __iter__(self) -> Iterator:
         t0, tries = time.monotonic(), 0
         while True:
             tries += 1
+            self.tries = tries
             stream = self.current = self.start(frozenset(self.skip))
             for w in stream:
                 self.skip.add(w.index)

@@ -124,12 +124,13 @@ class DecodeInputs:
             for w in stream:  # windows arrive as the child cuts them
                 chunk.append(w)
                 if len(chunk) == WINDOWS_PER_YIELD or (self.cfg.whole_clip and chunk):
-                    yield self._table(row, stream.current.result, chunk)  # whole clip: pieces differ in length
+                    # whole clip: pieces differ in length, one table each
+                    yield self._table(row, stream.current.result, chunk, stream.tries)
                     chunk = []
             out = stream.outcome
             res = out.result
             if chunk:  # windows before a failure are good: they go on, and the row below counts them
-                yield self._table(row, res, chunk)
+                yield self._table(row, res, chunk, out.tries)
             if res.status != "ok" or not stream.sent:
                 # ok: every window was committed before; a failure after `sent` windows: those stay committed and
                 # this row says how many there are (the driver settles the input by this row)
@@ -148,9 +149,10 @@ class DecodeInputs:
         return {**row, "source_fps": res.source_fps or None, "source_duration_s": res.duration_s or None,
                 "decode_backend": res.backend or None}
 
-    def _table(self, row: dict, res, chunk: list) -> pa.Table:
+    def _table(self, row: dict, res, chunk: list, tries: int) -> pa.Table:
         h, w = chunk[0].frames.shape[1:3]
-        base = {**self._info(row, res), "num_windows": res.num_windows_total, "sample_fps": float(self.cfg.fps),
+        base = {**self._info(row, res), "attempts": tries, "num_windows": res.num_windows_total,
+                "sample_fps": float(self.cfg.fps),
                 "bucket": f"{h}x{w}" if self.cfg.buckets else None}
         return window_table(base, chunk, np.stack([w.frames for w in chunk]))
 
