@@ -124,6 +124,35 @@ def bench_train(stage: int, preset: str, size: int, batch: int, device: torch.de
     return out
 
 
+def bench_tokenize_stage(preset: str, size: int, batch: int, device: torch.device, args) -> dict:
+    """The tokenize job's GPU stage as the job runs it: `TokenizeClips` (model loaded once, bf16 autocast, tokens to
+    host) on WINDOW tables of the sample corpus's shape, without Ray (needs pyarrow; skipped if it is absent)."""
+    try:
+        from pipeline.tokenize.schema import windows_from_frames
+        from pipeline.tokenize.stages import TokenizeClips
+    except ImportError as e:  # the GPU machine may lack pyarrow: carry it (a wheel) to run this part
+        return {"status": f"skipped: {e}"}
+    import numpy as np
+
+    frames = np.random.default_rng(0).integers(0, 256, (batch, 17, size, size, 3), dtype=np.uint8)
+    table = windows_from_frames(frames)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        stage = TokenizeClips(preset, None, "random-init-seed-0", 0, precision, "float16")
+        stage(table)  # warm-up (and cuDNN autotune)
+        _reset_peak(device)
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(args.iters):
+            stage(table)
+        _sync(device)
+        dt = (time.perf_counter() - t0) / args.iters
+        out[precision] = {"windows_per_s": batch / dt, "s_per_batch": dt, "peak_gib": _peak_gib(device)}
+    result = {"preset": preset, "size": size, "batch": batch, **out}
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="JSON output path")
@@ -166,6 +195,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for preset in presets:
         result["encoder"] += bench_encoder(preset, device, args, (bf16_peak, fp32_peak))
+    result["tokenize_stage"] = bench_tokenize_stage(presets[0], args.size, max(args.batches), device, args)
     if not args.skip_train:
         for stage, preset, size, batch in train:
             result["train"].append(bench_train(stage, preset, size, batch, device, args))

@@ -35,8 +35,10 @@ class TokenizerConfig:
     num_cpus: float = 1.0  # CPUs per actor (feeding the GPU: uint8 -> float, host<->device copies)
     min_actors: int = 1  # actor pool lower bound
     max_actors: int = 1  # actor pool upper bound (autoscaling clusters: the number of GPUs you allow)
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA: ~5% of FSQ ids differ from fp32, docs/benchmarks.md) | auto (= bf16 on CUDA)
     latent_dtype: str = "float16"  # KL latents stored as float16 | bfloat16 (FSQ writes int32 ids)
+    compile: Optional[str] = None  # torch.compile mode for the encoder (default | reduce-overhead | max-autotune); null = eager
+    cudnn_benchmark: bool = True  # let cuDNN pick the fastest kernels for the fixed window shape (CUDA only)
 
     def __post_init__(self):
         _check(self.num_cpus >= 0, f"tokenizer.num_cpus must be >= 0, found {self.num_cpus}")

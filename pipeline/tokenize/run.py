@@ -42,6 +42,7 @@ from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
 from pipeline.tokenize.stages import RunNodes, build_dataset
 from vidtok import VidTok
+from vidtok.accel import COMPILE_MODES
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def _check_identity(layout: OutputLayout, cfg: TokenizeJobConfig, decode: Decode
 def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]:
     """(regularizer kind, decode settings resolved against the model, token shape, tokens_binary) without building
     the full-width model."""
+    if cfg.tokenizer.compile is not None and cfg.tokenizer.compile not in COMPILE_MODES:
+        raise ConfigError(f"tokenizer.compile={cfg.tokenizer.compile!r}: use null (eager) or one of {COMPILE_MODES}")
     probe = VidTok.from_config(cfg.preset, ch=8)  # same structure, 8 channels: cheap on the driver
     decode = cfg.decode.resolved(num_frames=probe.default_num_frames, size=DEFAULT_SIZE)
     decode = decode.resolved(stride=decode.window_stride)

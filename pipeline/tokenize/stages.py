@@ -169,10 +169,11 @@ class TokenizeClips:
     """
 
     def __init__(self, preset: str, checkpoint: str | None, checkpoint_sha256: str, seed: int, precision: str,
-                 latent_dtype: str, storage_options: dict | None = None, nodes=None, tiling: bool = False):
+                 latent_dtype: str, storage_options: dict | None = None, nodes=None, tiling: bool = False,
+                 compile: str | None = None, cudnn_benchmark: bool = True):
         import torch
 
-        from vidtok import VidTok
+        from vidtok import VidTok, compile_encoder, set_cudnn_benchmark
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
@@ -185,6 +186,10 @@ class TokenizeClips:
         if tiling:
             model.use_tiling, model.t_chunk_enc, model.use_overlap = True, TILE_FRAMES, True
         self.model = model.eval().to(self.device)
+        if self.device.type == "cuda":
+            set_cudnn_benchmark(cudnn_benchmark)  # one window shape per run (per bucket): worth the search
+        if compile:
+            compile_encoder(self.model, compile)
         self.autocast = self.device.type == "cuda" and precision in ("auto", "bf16")
         self.token_dtype = "int32" if self.model.regularizer_kind == "fsq" else latent_dtype
         self.preset, self.sha, self.nodes = preset, checkpoint_sha256, nodes
@@ -268,7 +273,8 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
                      fn_constructor_kwargs={"preset": cfg.preset, "checkpoint": cfg.checkpoint, "checkpoint_sha256": sha,
                                             "seed": cfg.seed, "precision": tk.precision,
                                             "latent_dtype": tk.latent_dtype, "storage_options": layout.storage_options,
-                                            "nodes": nodes, "tiling": decode_cfg.whole_clip})
+                                            "nodes": nodes, "tiling": decode_cfg.whole_clip,
+                                            "compile": tk.compile, "cudnn_benchmark": tk.cudnn_benchmark})
         .map_batches(WriteTokenShard(layout, tokens_binary), batch_size=shard_rows, batch_format="pyarrow",
                      num_cpus=0.25)
     )

@@ -79,3 +79,17 @@ def test_stages_tokenizer_then_writer_match_the_model(tmp_path):
     table = pq.read_table(shards[0])
     assert table.schema.equals(token_schema(False), check_metadata=False) and table.num_rows == 2
     assert WriteTokenShard(layout, tokens_binary=False)(enc).equals(written) and layout.list("tokens") == shards
+
+
+def test_stages_tokenizer_compile_mode_is_checked_before_work(tmp_path):
+    """`tokenizer.compile` must name a torch.compile mode; a typo fails at once with the valid ones (no Ray)."""
+    import pytest
+
+    from pipeline.config import ConfigError
+    from pipeline.tokenize.run import run_tokenize
+    from tests.tokenize.helpers import job_config
+
+    make_corpus(tmp_path / "in", clips=[(6.5, 24.0)])
+    with pytest.raises(ConfigError, match="tokenizer.compile='turbo'.*reduce-overhead"):
+        run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out"), "tokenizer.compile=turbo"))
+    assert not (tmp_path / "out" / "tokens").exists()
