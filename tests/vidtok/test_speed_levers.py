@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import vidtok
-from tests.test_vidtok_properties import randomize, video
+from tests.vidtok.test_properties import randomize, video
 from vidtok import VidTok
 from vidtok.modules.layers import (TemporalConv1d, alpha_blend, avg_pool_time, channels_last, repeat_time,
                                    zero_pad)
