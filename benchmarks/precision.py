@@ -27,11 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-try:  # after the pipeline restructure the generator lives in the decode package
-    from pipeline.decode.synth import write_synthetic_video
-except ImportError:
-    from pipeline.synth import write_synthetic_video
 from pipeline.decode import sample_frames  # noqa: E402
+from pipeline.decode.synth import write_synthetic_video  # noqa: E402
 from vidtok import VidTok  # noqa: E402
 
 FAMILIES = {

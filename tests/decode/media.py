@@ -1,6 +1,6 @@
 """The decode test media matrix, generated once per test session (nothing downloaded, nothing in git).
 
-Every good clip comes from ``pipeline.synth`` (pixels encode the frame number), written by PyAV, or transcoded by
+Every good clip comes from ``pipeline.decode.synth`` (pixels encode the frame number), written by PyAV, or transcoded by
 Debian's ``ffmpeg`` for codecs PyAV's wheel cannot encode (Theora) when that tool is installed. Broken inputs are
 derived from good clips (cut, patched) or written directly (random bytes, text, audio only).
 
