@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proctree import descendants, proc_kb  # noqa: E402
 
 
 def make_video(workdir: Path, minutes: float, wh: str = "1280x720") -> Path:
@@ -46,35 +49,6 @@ def make_video(workdir: Path, minutes: float, wh: str = "1280x720") -> Path:
                         "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p", str(tmp)], check=True)
         tmp.rename(path)
     return path
-
-
-def _proc_kb(pid: int, names: tuple[str, ...], file: str) -> dict[str, int]:
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
-            key = line.split(":", 1)[0]
-            if key in names:
-                out[key] = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
-
-
-def _tree(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                kids.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [pid], [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: int | None, extra: tuple = ()) -> dict:
@@ -96,9 +70,9 @@ def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: in
 
     def sample():
         while not done.is_set():
-            pids = _tree(proc.pid)
-            rss = sum(_proc_kb(p, ("VmRSS",), "status").get("VmRSS", 0) for p in pids) / 1024
-            pss = sum(_proc_kb(p, ("Pss",), "smaps_rollup").get("Pss", 0) for p in pids) / 1024
+            pids = [proc.pid, *descendants(proc.pid)]
+            rss = sum(proc_kb(p, "VmRSS", "status") for p in pids) / 1024
+            pss = sum(proc_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024
             peak["rss_mb"], peak["pss_mb"] = max(peak["rss_mb"], rss), max(peak["pss_mb"], pss)
             peak["processes"] = max(peak["processes"], len(pids))
             time.sleep(0.2)

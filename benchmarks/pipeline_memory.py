@@ -22,32 +22,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proctree import descendants, proc_kb  # noqa: E402
 
 
 def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _descendants(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                kids.setdefault(int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+    return proc_kb(pid, "VmRSS", "status") / 1024
 
 
 def run_once(n: int, size: int, root: Path) -> dict:
@@ -68,7 +49,7 @@ def run_once(n: int, size: int, root: Path) -> dict:
 
     def sample():
         while not done.is_set():
-            kids = [_rss_mb(p) for p in _descendants(proc.pid)]
+            kids = [_rss_mb(p) for p in descendants(proc.pid)]
             peak["driver_mb"] = max(peak["driver_mb"], _rss_mb(proc.pid))
             peak["largest_worker_mb"] = max(peak["largest_worker_mb"], max(kids, default=0.0))
             peak["all_below_driver_mb"] = max(peak["all_below_driver_mb"], sum(kids))
