@@ -12,8 +12,8 @@ Parameters are wrapped exactly like the official modules (`<name>.conv.weight`),
 Speed (issue 14): the time padding is one `F.pad`/`cat` copy and the symmetric spatial padding is done by the conv
 itself (the official code copies the input twice); `CausalConv1d` runs on the channels-last video directly
 (`layers.conv_time`); the AlphaBlenders share one padded input between their branches and mix in place
-(`layers.alpha_blend`); the x2 temporal up-sampler writes the nearest-upsampled frames straight into the padded
-conv input when no streaming state is involved.
+(`layers.alpha_blend`); the x2 nearest temporal up-sampler convolves the low-frame-rate input in two time phases
+(`layers.upsample2x_time_blend`, 1.5x fewer FLOPs) when no streaming state is involved.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidtok.modules.layers import (alpha_blend, avg_pool_time, channels_last, conv3d, conv_time, inplace_ok,
-                                   repeat_time, zero_pad)
+from vidtok.modules.layers import (alpha_blend, avg_pool_time, channels_last, conv3d, conv_time, repeat_time,
+                                   upsample2x_time_blend, zero_pad)
 
 
 class StreamingState:
@@ -186,22 +186,10 @@ class TimeUpsampleResCausal2x(StreamingState, nn.Module):
             self.causal_cache = seq[:, :, seq.shape[2] - 2 * n: seq.shape[2] - n]
         return self._trilinear(seq)[:, :, 2 * n:]
 
-    def _padded_nearest(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv's padded input [front, nearest x2 of x] built in one buffer; u is its view [:, :, time_pad:]."""
-        b, c, t, h, w = x.shape
-        n = self.conv.time_pad
-        buf = x.new_empty((b, n + 2 * t, h, w, c))  # channels-last memory of (B, C, n + 2T, H, W)
-        buf[:, n:].view(b, t, 2, h, w, c).copy_(x.movedim(1, -1).unsqueeze(2))
-        if self.v1_1:
-            buf[:, :n].copy_(buf[:, n:n + 1])  # first-frame replication (first chunk)
-        else:
-            buf[:, :n].zero_()
-        return buf.movedim(-1, 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.interpolation_mode == "nearest" and self.stateless and self.conv.stateless and inplace_ok():
-            padded = self._padded_nearest(x)
-            out = self.conv.conv_padded(padded)
-            return alpha_blend(padded[:, :, self.conv.time_pad:], out, self.mix_factor)
+        if self.interpolation_mode == "nearest" and self.stateless and self.conv.stateless:
+            # u's two front frames are copies of one front frame of x: the phase form on x (layers docs)
+            conv = self.conv.conv
+            return upsample2x_time_blend(self._pad_front(x, 1), x, conv.weight, conv.bias, self.mix_factor, "causal")
         u = self._upsample(x)
         return alpha_blend(u, self.conv(u), self.mix_factor)

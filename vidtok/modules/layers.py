@@ -266,16 +266,83 @@ class Downsample(nn.Module):
         return self.conv(zero_pad(x, (0, 1, 0, 1)))
 
 
+# Nearest x2 followed by a kernel-3 conv, computed on the low-resolution input (issue 14). Output sample 2i+a of the
+# conv reads three up-sampled samples that are only two distinct input samples, so each phase a in {0, 1} is a
+# kernel-2 conv of the input whose taps are sums of the original taps. `_PHASE_TAPS[mode][a]` maps the 3 taps to
+# the 2 (rows: new tap, columns: old tap):
+# * "same" (padding 1 on both sides of the up-sampled axis): phase 0 reads inputs (i-1, i) with taps (k0, k1+k2),
+#   phase 1 reads (i, i+1) with (k0+k1, k2); on the input padded by one zero each side, phase a starts at offset a.
+# * "causal" (two front frames of padding on the up-sampled axis, i.e. one front frame of the input): both phases
+#   read (t-1, t), phase 0 with (k0+k1, k2), phase 1 with (k0, k1+k2).
+# The FLOPs drop 2.25x for the spatial 3x3 case and 1.5x for the temporal one; values differ from the up-sample-then-
+# conv form only by float rounding (the taps are summed before multiplying).
+_SPLIT_LOW, _SPLIT_HIGH = ((1, 0, 0), (0, 1, 1)), ((1, 1, 0), (0, 0, 1))
+_PHASE_TAPS = {"same": (_SPLIT_LOW, _SPLIT_HIGH), "causal": (_SPLIT_HIGH, _SPLIT_LOW)}
+
+
+def phase_weights(weight: torch.Tensor, dims: tuple[int, ...], mode: str) -> torch.Tensor:
+    """Kernel-3 conv weight (Cout, Cin, 3...) -> the kernel-2 weights of the 2**len(dims) phases of `nearest x2 along
+    dims, then this conv`, stacked phase-major along the output channels: (2**len(dims) * Cout, Cin, ...)."""
+    merge = torch.tensor(_PHASE_TAPS[mode], dtype=weight.dtype, device=weight.device)  # (phase, new tap, old tap)
+    phases = weight.unsqueeze(0)  # (P, Cout, Cin, k...)
+    for d in dims:  # one axis at a time: (P, ...3...) -> (2P, ...2...), the new phase bit the fastest-varying
+        taps = phases.movedim(d + 1, -1)
+        phases = torch.einsum("...r,apr->...ap", taps, merge).movedim(-2, 1).flatten(0, 1).movedim(-1, d + 1)
+    return phases.flatten(0, 1)
+
+
+def upsample2x_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """conv2d(nearest x2 of x, 3x3 weight, padding 1) for (N, C, H, W) x, without building the up-sampled input.
+
+    One conv with 4*Cout outputs over x padded by one pixel gives the four phases on (H+1) x (W+1) positions;
+    phase (a, b) is its window starting at (a, b), interleaved into the (N, Cout, 2H, 2W) channels-last output.
+    """
+    n, _, h, w = x.shape
+    cout = weight.shape[0]
+    y = F.conv2d(x, phase_weights(weight, (2, 3), "same"), None if bias is None else bias.repeat(4), padding=1)
+    y = y.permute(0, 2, 3, 1).reshape(n, h + 1, w + 1, 2, 2, cout)
+    out = y.new_empty((n, h, 2, w, 2, cout))
+    for a in (0, 1):
+        for b in (0, 1):
+            out[:, :, a, :, b].copy_(y[:, a:a + h, b:b + w, a, b])
+    return out.view(n, 2 * h, 2 * w, cout).permute(0, 3, 1, 2)
+
+
+def upsample2x_time_blend(padded: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          mix_factor: torch.Tensor, mode: str) -> torch.Tensor:
+    """AlphaBlender `a*u + (1-a)*conv3d(u)` for u = nearest x2 in time of the (B, C, T, H, W) video x and a 3x3x3
+    conv with spatial padding 1, computed on x (§3.11): (B, Cout, 2T, H, W), channels-last.
+
+    `padded` is x with the time padding of the mode: "causal", one front frame (the zero / first-frame copy that
+    stands for the two front frames of u); "same", one zero frame on each side. The two time phases come from one
+    (2, 3, 3) conv with 2*Cout outputs and are mixed with u (= x, repeated) straight into their output frames.
+    """
+    b, c, t, h, w = x.shape
+    cout = weight.shape[0]
+    y = F.conv3d(padded, phase_weights(weight, (2,), mode), None if bias is None else bias.repeat(2),
+                 padding=(0, 1, 1))
+    y = y.movedim(1, -1).reshape(b, y.shape[2], h, w, 2, cout)
+    alpha = torch.sigmoid(mix_factor)
+    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), alpha.dtype)
+    out = y.new_empty((b, t, 2, h, w, cout), dtype=dtype)
+    u = x.movedim(1, -1).to(dtype)
+    for a in (0, 1):
+        start = a if mode == "same" else 0
+        out[:, :, a].copy_(y[:, start:start + t, :, :, a]).lerp_(u, alpha.to(dtype))
+    return out.view(b, 2 * t, h, w, cout).movedim(-1, 1)
+
+
 class Upsample(nn.Module):
-    """Per-frame spatial x2: nearest (computed in float32, §10), then Conv2d 3x3 (§3.9)."""
+    """Per-frame spatial x2: nearest, then Conv2d 3x3 (§3.9), computed as the four phase convs of the input
+    (`upsample2x_conv2d`; the official code up-samples in float32 first, §10: nearest copies values, so the dtype
+    of the copy does not matter)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(x.dtype)
-        return self.conv(up)
+        return upsample2x_conv2d(x, self.conv.weight, self.conv.bias)
 
 
 class TemporalConv1d(nn.Conv1d):

@@ -15,7 +15,7 @@ from torch import nn
 from vidtok.config import VidTokConfig
 from vidtok.modules.layers import (AttnBlock, Downsample, Normalize, ResnetBlock, ResnetBlock1D, ResnetBlock3D,
                                    TemporalConv1d, Upsample, alpha_blend, avg_pool_time, channels_last, conv3d,
-                                   norm_act, per_frame, repeat_time, zero_pad)
+                                   norm_act, per_frame, upsample2x_time_blend, zero_pad)
 
 
 def _conv3(c: int) -> nn.Module:
@@ -60,8 +60,8 @@ class TimeUpsampleRes2x(nn.Module):
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = repeat_time(x, 2)
-        return alpha_blend(u, conv3d(self.conv, u), self.mix_factor)
+        padded = zero_pad(channels_last(x), (0, 0, 0, 0, 1, 1))  # u's zero frame each side = one of x's
+        return upsample2x_time_blend(padded, x, self.conv.weight, self.conv.bias, self.mix_factor, "same")
 
 
 class NonCausalEncoder(nn.Module):
