@@ -11,7 +11,7 @@ import vidtok
 from tests.vidtok.test_properties import randomize, video
 from vidtok import VidTok
 from vidtok.modules.layers import (TemporalConv1d, alpha_blend, avg_pool_time, channels_last, repeat_time,
-                                   zero_pad)
+                                   upsample2x_conv2d, upsample2x_time_blend, zero_pad)
 
 torch.set_num_threads(2)
 
@@ -117,3 +117,30 @@ def test_inplace_helpers_keep_autocast_dtype_promotion():
     with torch.no_grad():
         assert residual_add(h.clone(), x).dtype == torch.float32
         assert alpha_blend(x, h.clone(), torch.tensor([0.3])).dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ["same", "causal_zero", "causal_first"])
+def test_phase_convs_equal_upsample_then_conv(mode):
+    """Nearest x2 then a k3 conv, computed on the low-resolution input, equals building u and convolving it."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 6, 4, 5, 7, generator=g).contiguous(memory_format=torch.channels_last_3d)
+    w, b = torch.randn(6, 6, 3, 3, 3, generator=g), torch.randn(6, generator=g)  # the blend needs Cout = C
+    mix = torch.tensor([0.7])
+    # spatial: per frame (N, C, H, W)
+    frames = x[:, :, 0]
+    ref2 = F.conv2d(F.interpolate(frames, scale_factor=2.0, mode="nearest"), w[:, :, 1], b, padding=1)
+    _close(upsample2x_conv2d(frames, w[:, :, 1], b), ref2, "spatial phases", atol=1e-5)
+    # temporal AlphaBlender: u = nearest x2 in time, time padding of the mode
+    u = x.repeat_interleave(2, dim=2)
+    if mode == "same":
+        ref_conv = F.conv3d(u, w, b, padding=1)
+        padded = F.pad(x, (0, 0, 0, 0, 1, 1))
+    else:
+        front = torch.zeros_like(x[:, :, :1]) if mode == "causal_zero" else x[:, :, :1]
+        ref_conv = F.conv3d(torch.cat([front, front, u], 2), w, b, padding=(0, 1, 1))
+        padded = torch.cat([front, x], 2)
+    alpha = torch.sigmoid(mix)
+    ref = alpha * u + (1 - alpha) * ref_conv
+    out = upsample2x_time_blend(padded, x, w, b, mix, "same" if mode == "same" else "causal")
+    _close(out, ref, f"temporal phases ({mode})", atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
