@@ -144,3 +144,26 @@ def test_phase_convs_equal_upsample_then_conv(mode):
     out = upsample2x_time_blend(padded, x, w, b, mix, "same" if mode == "same" else "causal")
     _close(out, ref, f"temporal phases ({mode})", atol=1e-5)
     assert out.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_phase_convs_train_like_upsample_then_conv():
+    """Under autograd (training) the phase form gives the gradients of the up-sample-then-conv form."""
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(2, 4, 3, 5, 6, generator=g)
+    w0, b0 = torch.randn(4, 4, 3, 3, 3, generator=g), torch.randn(4, generator=g)
+    grads = []
+    for phase_form in (True, False):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        mix = torch.tensor([0.3], requires_grad=True)
+        if phase_form:
+            y = upsample2x_time_blend(F.pad(x, (0, 0, 0, 0, 1, 1)), x, w, b, mix, "same")
+            s = upsample2x_conv2d(x[:, :, 0], w[:, :, 1], b)
+        else:
+            u = x.repeat_interleave(2, dim=2)
+            y = torch.lerp(F.conv3d(u, w, b, padding=1), u, torch.sigmoid(mix))
+            s = F.conv2d(F.interpolate(x[:, :, 0], scale_factor=2.0), w[:, :, 1], b, padding=1)
+        loss = sum((t * torch.linspace(-1, 1, t.numel()).view_as(t)).sum() for t in (y, s))
+        loss.backward()
+        grads.append([t.grad for t in (x, w, b, mix)])
+    for name, got, want in zip("x w b mix".split(), *grads):
+        _close(got, want, f"grad {name}", atol=1e-4)
