@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proctree import descendants, proc_kb  # noqa: E402
+from proctree import descendants, kind, proc_kb  # noqa: E402
 
 
 def make_video(workdir: Path, minutes: float, wh: str = "1280x720") -> Path:
@@ -65,16 +65,28 @@ def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: in
            f"decode.size={size}", "tokenizer.num_gpus=0", "preset=vidtok_fsq_causal_488_32768_tiny",
            "decode.timeout_s=600"] + ([f"decode.stride={stride}"] if stride else []) + list(extra)
     proc = subprocess.Popen(cmd, env=env, cwd=str(code), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0}
+    peak = {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0, "at_s": 0.0, "by_kind": {}}
+    timeline: list[tuple[float, float]] = []  # (s since start, summed PSS MB) every ~10 s: growth vs start-up spike
     done = threading.Event()
+    t_start = time.time()
 
     def sample():
         while not done.is_set():
             pids = [proc.pid, *descendants(proc.pid)]
             rss = sum(proc_kb(p, "VmRSS", "status") for p in pids) / 1024
-            pss = sum(proc_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024
+            per = {p: proc_kb(p, "Pss", "smaps_rollup") / 1024 for p in pids}
+            pss = sum(per.values())
+            now = time.time() - t_start
+            if pss > peak["pss_mb"]:  # where the memory sits at the PSS peak, summed per process kind
+                by: dict[str, float] = {}
+                for p, v in per.items():
+                    by[kind(p)] = by.get(kind(p), 0.0) + v
+                peak["by_kind"] = {k: round(v) for k, v in sorted(by.items(), key=lambda kv: -kv[1])}
+                peak["at_s"] = round(now, 1)
             peak["rss_mb"], peak["pss_mb"] = max(peak["rss_mb"], rss), max(peak["pss_mb"], pss)
             peak["processes"] = max(peak["processes"], len(pids))
+            if not timeline or now - timeline[-1][0] >= 10:
+                timeline.append((round(now, 1), round(pss)))
             time.sleep(0.2)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -89,7 +101,8 @@ def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: in
     s = json.loads((out / "summary.json").read_text())
     return {"run": tag, "video": video.name, "windows": s["windows_this_run"], "wall_s": round(time.time() - t0, 1),
             "peak_rss_sum_mb": round(peak["rss_mb"], 1), "peak_pss_sum_mb": round(peak["pss_mb"], 1),
-            "max_processes": peak["processes"], "output": str(out)}
+            "max_processes": peak["processes"], "pss_peak_at_s": peak["at_s"], "pss_at_peak_by_kind": peak["by_kind"],
+            "pss_timeline": timeline, "output": str(out)}
 
 
 _CHILD_PEAK = """

@@ -3,6 +3,8 @@
 `descendants(pid)`: every live process below `pid` (a job's local Ray: gcs, raylet, workers, decode children).
 `proc_kb(pid, field, file)`: one `/proc/<pid>/<file>` field in KiB (`VmRSS` in `status`, `Pss` in `smaps_rollup`);
 0 for a process that is gone.
+`kind(pid)`: a short name for what the process is (`raylet`, `gcs_server`, a Ray worker's title such as
+`ray::MapWorker(MapBatches(TokenizeClips))`, `python <script>`), to say where a job's memory sits.
 """
 
 from __future__ import annotations
@@ -36,3 +38,21 @@ def proc_kb(pid: int, field: str = "VmRSS", file: str = "status") -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def kind(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    argv = [a.decode(errors="replace") for a in argv if a]
+    if not argv:
+        return "?"
+    head = argv[0]
+    if head.startswith("ray::"):  # a Ray worker's process title: the task or actor it runs
+        return head.split(" ")[0]
+    name = os.path.basename(head)
+    if name.startswith("python") and len(argv) > 1:
+        arg = next((a for a in argv[1:] if not a.startswith("-")), argv[1])
+        return f"python {os.path.basename(arg)[:60]}"
+    return name[:60]

@@ -21,8 +21,11 @@ import json
 import logging
 import math
 import time
+from array import array
 from collections import Counter
+from typing import Iterable
 
+import numpy as np
 import pyarrow as pa
 
 import ray
@@ -62,6 +65,10 @@ class StatusTracker:
         self.reasons: Counter = Counter()  # final rows of this run by status
         self.pending: Counter = Counter()  # pending rows (transient to the end) of this run by status
         self.retried = 0  # inputs that needed more than one decode try
+        # sources this driver settled, as 64-bit hashes with their rows' commit times (16 bytes per input: flat
+        # enough at millions), so a decode-stage row for the same source (a Ray task retried after it wrote one)
+        # is counted once, by "newest row wins" (`settle`)
+        self._settled_hash, self._settled_at = array("q"), array("d")
 
     def consume(self, written: pa.Table) -> None:
         for row in written.to_pylist():
@@ -90,12 +97,46 @@ class StatusTracker:
     def maybe_flush(self, force: bool = False) -> None:
         due = len(self.buffer) >= self.every_inputs or time.time() - self.last_flush >= self.every_s
         if self.buffer and (force or due):
-            path = self.layout.write_table(status_shard_name([r["source"] for r in self.buffer], self.run_id),
-                                           status_table(self.buffer, self.run_id))
+            table = status_table(self.buffer, self.run_id)
+            path = self.layout.write_table(status_shard_name([r["source"] for r in self.buffer], self.run_id), table)
             self.written.add(path)
+            at = table.column("committed_at")[0].as_py()
+            for r in self.buffer:
+                self._settled_hash.append(hash(r["source"]))
+                self._settled_at.append(at)
             log.info("committed status rows for %d inputs (%d finished so far)", len(self.buffer), self.finished)
             self.buffer = []
             self.last_flush = time.time()
+
+
+    def settle(self, rows: Iterable[dict]) -> None:
+        """Count the decode stage's status rows of this run (failures; inputs with nothing left to encode), newest
+        row per source winning, as readers resolve them. A source this driver already settled (its windows all
+        committed) is counted once: a decode-stage row older than the driver's (a Ray task that wrote a pending row,
+        was retried, and then succeeded) is skipped; a newer one replaces the driver's `ok` in the counts."""
+        newest: dict[str, dict] = {}
+        for row in rows:
+            if row["source"] not in newest or row["committed_at"] >= newest[row["source"]]["committed_at"]:
+                newest[row["source"]] = row
+        if not newest:
+            return
+        hashes = np.frombuffer(self._settled_hash, dtype=np.int64) if len(self._settled_hash) else np.zeros(0, np.int64)
+        times = np.frombuffer(self._settled_at, dtype=np.float64) if len(self._settled_at) else np.zeros(0)
+        wanted = np.array([hash(s) for s in newest], dtype=np.int64)
+        hit = np.isin(hashes, wanted)
+        mine: dict[int, float] = {}
+        for h, t in zip(hashes[hit].tolist(), times[hit].tolist()):
+            mine[h] = max(t, mine.get(h, t))
+        for row in newest.values():
+            at = mine.get(hash(row["source"]))
+            if at is not None:  # already counted as `ok` by the driver
+                if row["committed_at"] <= at:
+                    continue
+                self.reasons["ok"] -= 1  # the decode stage's row is newer: it is what readers see
+                self.finished -= 1
+                self.video_s -= row.get("source_duration_s") or 0.0
+            self.count(row)
+            self.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
 
 
 def _check_identity(layout: OutputLayout, cfg: TokenizeJobConfig, decode: DecodeConfig) -> None:
@@ -227,13 +268,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
                                progress)
         tracker.maybe_flush(force=True)
         # committed by the decode stage; a task retried by Ray may have committed a source twice: newest wins
-        newest: dict[str, dict] = {}
-        for row in read_new_status(layout, run_id, skip=tracker.written):
-            if row["source"] not in newest or row["committed_at"] >= newest[row["source"]]["committed_at"]:
-                newest[row["source"]] = row
-        for row in newest.values():
-            tracker.count(row)
-            tracker.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
+        tracker.settle(read_new_status(layout, run_id, skip=tracker.written))
     except Exception as e:
         if not is_transient_error(e):
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -122,3 +123,39 @@ def test_resume_state_order_is_commit_time_not_file_name(tmp_path):
     time.sleep(0.01)
     lay.write_table("status/status-a.parquet", status_table([{"source": "x", "status": "io_error", "final": False}], "rA"))
     assert load_resume_state(lay).pending == {"x"}
+
+
+def test_tracker_counts_a_retried_tasks_source_once(tmp_path):
+    """A Ray task that wrote a pending row and was retried, its input then succeeding: the driver's `ok` and the
+    decode stage's older pending row are one input, counted as the newest row (what a rerun's resume state sees);
+    a decode-stage row newer than the driver's replaces its `ok` in the counts."""
+    import time
+
+    from pipeline.tokenize.commit import read_new_status, status_shard_name
+    from pipeline.tokenize.run import StatusTracker
+
+    lay = OutputLayout(str(tmp_path / "out"))
+    run = "20261202T000000Z-abcd"
+    pending = {"source": "a.mp4", "status": "io_error", "message": "503", "num_windows": 0, "final": False,
+               "attempts": 3, "source_duration_s": 10.0}
+    lay.write_table(status_shard_name(["a.mp4"], run), status_table([pending], run))  # first try of the task
+    time.sleep(0.01)
+    tr = StatusTracker(lay, run, every_inputs=100, every_s=1e9)
+    for src in ("a.mp4", "b.mp4"):  # the retry succeeded: the writer's rows settle both inputs
+        tr.finish({"source": src, "status": "ok", "message": "", "source_duration_s": 10.0, "attempts": 1}, 2)
+    tr.maybe_flush(force=True)
+    late = {"source": "c.mp4", "status": "corrupt", "message": "bad", "num_windows": 0, "source_duration_s": 1.0}
+    lay.write_table(status_shard_name(["c.mp4"], run), status_table([late], run))
+    tr.settle(read_new_status(lay, run, skip=tr.written))
+    assert (tr.finished, tr.reasons, sum(tr.pending.values())) == (3, {"ok": 2, "corrupt": 1}, 0)
+    state = load_resume_state(lay)
+    assert state.done == {"a.mp4", "b.mp4", "c.mp4"} and not state.pending  # the rerun agrees: nothing to retry
+
+    time.sleep(0.01)  # the other order: the decode stage's pending row for b is the newest
+    lay.write_table(status_shard_name(["b.mp4"], run), status_table([{**pending, "source": "b.mp4"}], run))
+    tr2 = StatusTracker(lay, run, every_inputs=100, every_s=1e9)
+    tr2._settled_hash, tr2._settled_at = tr._settled_hash, tr._settled_at
+    tr2.finished, tr2.reasons = 2, Counter({"ok": 2})
+    tr2.settle(read_new_status(lay, run, skip=tr.written))
+    assert (tr2.finished, tr2.reasons["ok"], tr2.pending["io_error"]) == (3, 1, 1)
+    assert load_resume_state(lay).pending == {"b.mp4"}
