@@ -14,6 +14,7 @@ windows: frame indices, timestamps and token ids per (source, window_index). REF
 grey level, so its tokens would differ for that reason alone).
 
     python benchmarks/long_video.py --minutes 120            # the issue's 2-hour video (generation takes a while)
+    python benchmarks/long_video.py --minutes 120 --stride 340 --batch-size 2   # 2 h vs 2 min, ~15 min here
     python benchmarks/long_video.py --minutes 20 --stride 340 --baseline 22c28a4
     python benchmarks/long_video.py --decode-only 160x90 --minutes 30 --short-minutes 3 --baseline 22c28a4
 """
@@ -165,6 +166,11 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=None,
                     help="decode.stride: windows every N samples. The whole video is still decoded and sampled; fewer "
                          "windows only cut the CPU tokenizer's time (on a 2-core machine it dominates)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="tokenizer.batch_size for both runs. On the CPU the encoder's activations scale with the "
+                         "windows per batch (~0.3 GB each with the tiny preset at 256²): a short run with fewer windows "
+                         "than a batch (as with --stride 340) must get a batch it can fill, or the comparison "
+                         "measures batch fill, not video length")
     ap.add_argument("--baseline", default=None, help="git commit to compare windows with on the short video")
     ap.add_argument("--workdir", default="/tmp/vidtok-long")
     ap.add_argument("--wh", default="1280x720", help="frame size of the generated videos (job mode)")
@@ -188,11 +194,13 @@ def main() -> None:
     print(f"videos ready ({time.time() - t:.0f} s): {short.name} {short.stat().st_size / 1e6:.0f} MB, "
           f"{long.name} {long.stat().st_size / 1e6:.0f} MB; load average {os.getloadavg()}", flush=True)
     root = workdir / "runs"
-    results = [run_job(REPO, short, root, "short", args.size, args.stride)]
+    extra = (f"tokenizer.batch_size={args.batch_size}",) if args.batch_size else ()
+    results = [run_job(REPO, short, root, "short", args.size, args.stride, extra)]
     print(json.dumps(results[-1]), flush=True)
-    results.append(run_job(REPO, long, root, "long", args.size, args.stride))
+    results.append(run_job(REPO, long, root, "long", args.size, args.stride, extra))
     print(json.dumps(results[-1]), flush=True)
     report = {"minutes": args.minutes, "short_minutes": args.short_minutes, "size": args.size, "stride": args.stride,
+              "batch_size": args.batch_size,
               "runs": results,
               "long_over_short_rss": round(results[1]["peak_rss_sum_mb"] / results[0]["peak_rss_sum_mb"], 3),
               "long_over_short_pss": round(results[1]["peak_pss_sum_mb"] / results[0]["peak_pss_sum_mb"], 3),
@@ -201,7 +209,7 @@ def main() -> None:
         base = _export(workdir, args.baseline)
         # REF with the backend `auto` picks now (REF's auto was decord)
         results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size, args.stride,
-                               ("decode.backend=pyav",)))
+                               ("decode.backend=pyav", *extra)))
         print(json.dumps(results[-1]), flush=True)
         a, b = read_windows(results[0]["output"]), read_windows(results[-1]["output"])
         report["baseline_windows_identical"] = a == b and len(a) > 0

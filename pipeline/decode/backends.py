@@ -21,6 +21,8 @@ at or after that key frame's, so open-GOP leading pictures never matter); decord
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from fractions import Fraction
 from typing import Iterator, Sequence
 
@@ -185,9 +187,65 @@ def decode_pyav(readable: Readable, info: ProbeInfo, fps: float, size: Size, thr
     return decode_pyav_untimed(readable, info, fps, size, threads)
 
 
+class FrameSpill:
+    """The distinct sampled frames of an untimed video, on local disk until the sample count is known: appended in
+    decode order, read back by position (``take``), so the decode child holds a window, not the video. The file is
+    an unlinked temporary one (``TMPDIR``; nothing is left behind, even after kill -9); it needs one output frame
+    per sample: 196 KB at 256², about 4.2 GB for two hours at 3 FPS."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="vidtok-frames-")
+        self.shape: tuple | None = None
+        self.count = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.shape is None:
+            self.shape = frame.shape
+        elif frame.shape != self.shape:
+            raise DecodeError(CORRUPT, f"frame size changes mid-stream: {self.shape[:2]} -> {frame.shape[:2]}")
+        self._file.write(np.ascontiguousarray(frame).data)
+        self.count += 1
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """(len(positions), h, w, 3) uint8: the frames appended at ``positions``."""
+        out = np.empty((len(positions), *self.shape), np.uint8)
+        for k, pos in enumerate(positions):
+            self._file.seek(int(pos) * out[0].nbytes)
+            if self._file.readinto(memoryview(out[k].reshape(-1))) != out[0].nbytes:
+                raise OSError(f"frame spill file is short at frame {int(pos)}")
+        self._file.seek(0, os.SEEK_END)
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _FrameList(list):
+    """FrameSpill's interface in memory (sample_frames returns every sample anyway)."""
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        return np.stack(self)[positions]
+
+
 def decode_pyav_untimed(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1):
     """Containers without presentation times (AVI, MPEG-PS): frames are chosen as they leave the decoder, so the
-    sample count is known only at the end and every sampled frame (at output size) is held until then."""
+    sample count is known only at the end; (frames, times, idx) of every sample, held in memory."""
+    frames, pos, times, idx = _untimed(readable, info, fps, size, threads, _FrameList())
+    return frames.take(pos), times, idx
+
+
+def spill_pyav_untimed(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int = 1):
+    """:func:`decode_pyav_untimed` for streaming: ``(spill, pos, times, idx)``, the distinct sampled frames in a
+    :class:`FrameSpill` (the caller closes it) and sample k's frame at ``spill.take([pos[k]])``."""
+    spill = FrameSpill()
+    try:
+        return _untimed(readable, info, fps, size, threads, spill)
+    except BaseException:
+        spill.close()
+        raise
+
+
+def _untimed(readable: Readable, info: ProbeInfo, fps: float, size: Size, threads: int, store):
     import av
 
     container = av.open(as_file(readable), mode="r")
@@ -195,25 +253,27 @@ def decode_pyav_untimed(readable: Readable, info: ProbeInfo, fps: float, size: S
         stream = container.streams.video[0]
         ctx = stream.codec_context
         ctx.thread_count, ctx.thread_type = threads, "AUTO"
-        return _decode_streaming(container, stream, info, fps, size)
+        pos, times, idx = _decode_streaming(container, stream, info, fps, size, store)
+        return store, pos, times, idx
     except av.FFmpegError as e:
         raise DecodeError(CORRUPT, f"{info.format_name}/{info.codec}: decoding failed: {e}") from None
     finally:
         container.close()
 
 
-def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size):
+def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size, store):
+    """Sample frames as they leave the decoder into ``store`` (append); (pos, times, idx) per sample, pos the
+    sample's frame in ``store``."""
     # AVI: the n-th output frame is at tick n of 1/rate; otherwise the decoder's timestamps in the stream time base.
     tb = 1 / info.rate if info.cfr_order else Fraction(stream.time_base)
     nominal = max(1, round(1 / (info.rate * tb))) if info.rate else 1
     sel = StreamingSelector(fps, tb)
-    done: list[np.ndarray] = []
     ticks, indices, counts = [], [], []
     pending, pending_tick, n, prev = None, 0, 0, None
 
     def emit(count: int):
         if count:
-            done.append(resize_crop_frame(_rgb(pending), size))
+            store.append(resize_crop_frame(_rgb(pending), size))
             ticks.append(pending_tick)
             indices.append(n - 1)
             counts.append(count)
@@ -232,10 +292,9 @@ def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size
         raise DecodeError(CORRUPT, "no frame could be decoded")
     dur = pending.duration if (pending.duration and not info.cfr_order) else nominal
     emit(sel.finish(pending_tick + dur))
-    if not done:
+    if not counts:
         raise DecodeError(CORRUPT, "no frame could be decoded")
-    frames = np.stack(done)
     reps = np.asarray(counts, dtype=np.int64)
     pos = np.repeat(np.arange(len(counts)), reps)
     secs = np.asarray([float((t - sel.start) * tb) for t in ticks], dtype=np.float64)
-    return frames[pos], np.repeat(secs, reps), np.repeat(np.asarray(indices, np.int64), reps)
+    return pos, np.repeat(secs, reps), np.repeat(np.asarray(indices, np.int64), reps)

@@ -12,7 +12,8 @@ Entry points:
   window arrives: for containers with presentation times (MP4/MOV/MKV/WebM) the probe's timestamps give the sample
   count (``resample.select_frames``) and so the window plan before anything is decoded. Containers without them
   (AVI, MPEG-PS) are sampled by the decoder's output times, known only at the end: there the child decodes the whole
-  video first (holding its sampled frames at output size, as before) and then streams the windows.
+  video first, its sampled frames at output size waiting in an unlinked local temporary file
+  (``backends.FrameSpill``, not in memory), and then streams the windows, reading each one's frames back.
 * :func:`decode_windows` — the collected stream (evaluation, tools, tests): never raises for bad input; the result's
   ``status`` is ``ok`` or one reason class of ``decode/status.py``.
 
@@ -42,7 +43,7 @@ import numpy as np
 
 from . import status as st
 from .assemble import ActiveClock, Frames, assemble, frame_runs
-from .backends import Unverified, decode_decord, decode_pyav, decode_pyav_untimed
+from .backends import Unverified, decode_decord, decode_pyav, spill_pyav_untimed
 from .config import BACKENDS, DecodeConfig
 from .isolate import CallOutcome, IsolatedRunner
 from .probe import ProbeInfo, probe
@@ -50,7 +51,7 @@ from .resample import select_frames
 from .source import BLOCK_BYTES, SPILL_BYTES, Readable, Source, decord_input, open_source
 from .spatial import Size, nearest_bucket, normalize_size
 from .status import DecodeError
-from .windows import Window, cut_windows
+from .windows import Window, iter_cut_windows
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     final ``DecodeResult`` (the header's facts with the final status). Failures are final results, never raised."""
     name = _source_name(source)
     head: DecodeResult | None = None
+    untimed = None  # (FrameSpill, ...) of an untimed container, closed at the end
     clock = ActiveClock()
     try:
         readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
@@ -183,14 +185,14 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
         res = DecodeResult(name, st.OK, "", source_fps=info.avg_fps, duration_s=info.duration_s, backend=use,
                            width=w, height=h, codec=info.codec, notes=notes)
         limit = cfg.wall_limit_s(info.duration_s)
-        untimed = None
         if info.pts_reliable:
             idx, times = select_frames(info.pts_ticks, info.end_tick, cfg.fps, info.time_base, info.rates)
             if len(idx) == 0:
                 raise DecodeError(st.CORRUPT, "no frame to sample")
-        else:  # AVI / MPEG-PS: sampled by decode order's output times, known only after decoding (module docstring)
-            untimed = decode_pyav_untimed(readable, info, cfg.fps, cfg.size, cfg.threads)
-            _, times, idx = untimed
+        else:  # AVI / MPEG-PS: sampled by decode order's output times, known only after decoding (module docstring);
+            # the sampled frames wait on local disk, not in memory (backends.FrameSpill)
+            untimed = spill_pyav_untimed(readable, info, cfg.fps, cfg.size, cfg.threads)
+            _, pos, times, idx = untimed
         res.num_samples = len(idx)
         plan = cfg.window_plan(len(idx))
         if not plan.spans:
@@ -212,7 +214,9 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
             clock.pause()
             yield head
             clock.resume()
-            for win in cut_windows(untimed[0], times, idx, plan, frozenset(range(len(plan.spans))) - set(chosen)):
+            spill = untimed[0]
+            for win in iter_cut_windows(lambda sel: spill.take(pos[sel]), times, idx, plan,
+                                        frozenset(range(len(plan.spans))) - set(chosen)):
                 clock.pause()
                 yield win
                 clock.resume()
@@ -239,6 +243,9 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
         clock.pause()
         base = head if head is not None else DecodeResult(name, st.OK)
         yield dataclasses.replace(base, status=e.reason, message=e.message, notes=list(base.notes))
+    finally:  # also when the consumer abandons the stream
+        if untimed is not None:
+            untimed[0].close()
 
 
 class WindowStream:

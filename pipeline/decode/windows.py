@@ -13,6 +13,7 @@ video with fewer samples than one window — follow the ``tail`` policy, and the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -83,15 +84,20 @@ def plan_pieces(num_samples: int, max_frames: int) -> WindowPlan:
 def cut_windows(frames: np.ndarray, timestamps: np.ndarray, indices: np.ndarray, plan: WindowPlan,
                 skip: frozenset[int] = frozenset()) -> list[Window]:
     """Materialise the planned windows, leaving out those whose index is in ``skip`` (already committed)."""
-    out = []
+    return list(iter_cut_windows(frames.__getitem__, timestamps, indices, plan, skip))
+
+
+def iter_cut_windows(take: Callable[[np.ndarray], np.ndarray], timestamps: np.ndarray, indices: np.ndarray,
+                     plan: WindowPlan, skip: frozenset[int] = frozenset()) -> Iterator[Window]:
+    """The windows of :func:`cut_windows` one by one, their frames from ``take(sample positions)`` (e.g. read back
+    from a spill file, so the caller never holds all samples)."""
     for w, (start, stop, pad) in enumerate(plan.spans):
         if w in skip:
             continue
         sel = np.arange(start, stop)
         if pad:
             sel = np.concatenate([sel, np.full(pad, stop - 1)])
-        out.append(Window(w, frames[sel], timestamps[sel], indices[sel], pad))
-    return out
+        yield Window(w, take(sel), timestamps[sel], indices[sel], pad)
 
 
 @dataclass(frozen=True)

@@ -218,3 +218,41 @@ def test_stream_remote_decord_spills_to_a_deleted_temp_file(s3_server, big_clip)
     assert res.status == st.OK and res.backend == "decord", (res.message, res.notes)
     _assert_same_windows(res.windows, local.windows)
     assert set(glob.glob(pattern)) == before
+
+
+def test_stream_untimed_avi_holds_a_window_not_the_video(tmp_path):
+    """AVI (no presentation times: the sample count is known only after decoding) streams its windows with the
+    sampled frames on local disk (backends.FrameSpill): peak Python memory while taking windows one by one stays
+    well under what every sample in memory takes (with the samples held, the check fails), and the windows equal
+    the in-memory path's (`sample_frames`, cut all at once)."""
+    from pipeline.decode.backends import FrameSpill
+
+    path = tmp_path / "long.avi"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=30",
+                    "-t", "40", "-c:v", "mpeg4", "-q:v", "5", str(path)], check=True)
+    cfg = DecodeConfig(size=96, num_frames=4, backend="pyav", isolate=False)
+    all_samples = 40 * 3 * 96 * 96 * 3  # bytes of every sample at output size: 3.3 MB
+    got = []
+
+    def take():
+        for w in iter_windows(str(path), cfg):
+            got.append((w.index, w.indices.copy(), int(w.frames.sum(dtype=np.int64))))  # keep a digest only
+
+    take()  # imports (PyAV, Pillow) outside the measurement
+    got.clear()
+    peak = _peak_python_bytes(take)
+    assert len(got) == 30 and peak < all_samples / 3, (len(got), peak, all_samples)
+    s = sample_frames(str(path), fps=3.0, size=96, backend="pyav")
+    plan = plan_windows(len(s.indices), 4, 4, "skip")
+    want = [(w.index, w.indices, int(w.frames.sum(dtype=np.int64)))
+            for w in cut_windows(s.frames, s.timestamps, s.indices, plan)]
+    assert [(i, ix.tolist(), d) for i, ix, d in got] == [(i, ix.tolist(), d) for i, ix, d in want]
+
+    spill = FrameSpill()
+    frames = np.random.default_rng(0).integers(0, 255, (5, 8, 6, 3), dtype=np.uint8)
+    for f in frames:
+        spill.append(f)
+    np.testing.assert_array_equal(spill.take(np.array([4, 0, 0, 2])), frames[[4, 0, 0, 2]])
+    with pytest.raises(st.DecodeError, match="frame size changes"):
+        spill.append(frames[0, :4])
+    spill.close()
