@@ -17,6 +17,7 @@ grey level, so its tokens would differ for that reason alone).
     python benchmarks/long_video.py --minutes 120 --stride 340 --batch-size 2   # 2 h vs 2 min, ~15 min here
     python benchmarks/long_video.py --minutes 20 --stride 340 --baseline 22c28a4
     python benchmarks/long_video.py --decode-only 160x90 --minutes 30 --short-minutes 3 --baseline 22c28a4
+    python benchmarks/long_video.py --decode-only 160x90 --minutes 30 --short-minutes 3 --container avi --baseline dff2072
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proctree import descendants, kind, proc_kb  # noqa: E402
 
 
-def make_video(workdir: Path, minutes: float, wh: str = "1280x720") -> Path:
-    path = workdir / f"testsrc2_{wh}_30fps_{minutes:g}min.mp4"
+def make_video(workdir: Path, minutes: float, wh: str = "1280x720", ext: str = "mp4") -> Path:
+    path = workdir / f"testsrc2_{wh}_30fps_{minutes:g}min.{ext}"
     if wh == "1280x720" and not path.exists() and (workdir / f"testsrc2_720p30_{minutes:g}min.mp4").exists():
         path = workdir / f"testsrc2_720p30_{minutes:g}min.mp4"  # the name of the first version's cache
     if not path.exists():
-        tmp = path.with_suffix(".tmp.mp4")
+        tmp = path.with_suffix(f".tmp.{ext}")
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                         f"testsrc2=size={wh}:rate=30", "-t", str(int(minutes * 60)), "-c:v", "libx264",
                         "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p", str(tmp)], check=True)
@@ -177,6 +178,8 @@ def main() -> None:
     ap.add_argument("--decode-only", default=None, metavar="WxH",
                     help="instead of the job: peak RSS of the decode child alone, on WxH videos (e.g. 160x90, cheap to "
                          "decode at length), with this code and, with --baseline, REF's")
+    ap.add_argument("--container", default="mp4", choices=["mp4", "avi"],
+                    help="decode-only: the videos' container (avi: no presentation times, the spill-file path)")
     args = ap.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +187,7 @@ def main() -> None:
         base = _export(workdir, args.baseline) if args.baseline else None
         rows = []
         for minutes in (args.short_minutes, args.minutes):
-            video = make_video(workdir, minutes, args.decode_only)
+            video = make_video(workdir, minutes, args.decode_only, args.container)
             for code in [REPO] + ([base] if base else []):
                 rows.append(decode_child_peak(code, video, args.size))
                 print(json.dumps(rows[-1]), f"load average {os.getloadavg()}", flush=True)
