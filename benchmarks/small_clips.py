@@ -12,7 +12,9 @@ Measured in the same run, each in a fresh child process (own Ray, own peak RSS):
      (`--cpus` minus the one CPU the tokenizer actor reserves);
   2. the job on `--small` clips and on all `--clips`: inputs/s of its pipeline (Ray is started before the clock),
      and the driver's peak RSS (sampled every 50 ms).
-Ratio = job inputs/s / decode-alone inputs/s (goal >= 0.85); memory: peak RSS at `--clips` / at `--small` (flat ~ 1).
+Ratio = job inputs/s / decode-alone inputs/s (goal >= 0.85); the marginal ratio takes the run's fixed start-up out
+(extra inputs of the `--clips` run over its extra time, against decode alone) and `fixed_start_s` is that start-up;
+memory: peak RSS at `--clips` / at `--small` (flat ~ 1).
 """
 
 from __future__ import annotations
@@ -129,9 +131,16 @@ def main() -> None:
         out = root / f"out-{name}-{time.time_ns()}"
         runs[name] = _run_child("job", str(folder), str(out), str(a.cpus), *a.job_args)
     ratio = runs["all"]["inputs_per_s"] / (dec["inputs_per_s"] * slots)
+    # per-input cost without the run's fixed start-up: the extra inputs of the big run over its extra time
+    extra_s = runs["all"]["pipeline_s"] - runs["small"]["pipeline_s"]
+    marginal = (runs["all"]["inputs"] - runs["small"]["inputs"]) / extra_s if extra_s > 0 else float("nan")
+    fixed_s = runs["small"]["pipeline_s"] - runs["small"]["inputs"] / marginal if extra_s > 0 else float("nan")
     print(json.dumps({"clips": a.clips, "small": a.small, "seconds": a.seconds, "cpus": a.cpus, "job_args": a.job_args,
                       "decode_alone": dec, "decode_slots": slots, "job_small": runs["small"], "job_all": runs["all"],
                       "ratio_job_to_decode_alone": round(ratio, 3),
+                      "marginal_inputs_per_s": round(marginal, 1),
+                      "marginal_ratio_to_decode_alone": round(marginal / (dec["inputs_per_s"] * slots), 3),
+                      "fixed_start_s": round(fixed_s, 2),
                       "driver_rss_all_over_small": round(runs["all"]["driver_peak_rss_mb"]
                                                          / runs["small"]["driver_peak_rss_mb"], 3),
                       "load_average_end": os.getloadavg()}, indent=2))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.schema import PLAN_SCHEMA
@@ -161,6 +162,8 @@ class Plan:
     complete_without_decode: list[dict]
     duplicates_in_input: int
     total_inputs: int
+    pending_bytes: int = 0  # summed source_size of the pending inputs that have one (sizing decode tasks)
+    pending_sized: int = 0  # how many pending inputs have a source_size
 
 
 def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeState, run_id: str,
@@ -174,6 +177,7 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
     done = state.done
     seen: set[str] = set()
     files, pending, skipped, dups, total = [], 0, 0, 0, 0
+    pending_bytes = sized = 0
     complete: list[dict] = []
     for chunk in chunks:
         total += chunk.num_rows
@@ -201,13 +205,17 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
             t = t.append_column(PLAN_SCHEMA.field("prev_windows"), pa.array(prev, pa.int32()))
             if on_pending is not None:
                 on_pending(t)
+            if "source_size" in t.column_names:
+                sizes = t.column("source_size")
+                sized += len(sizes) - sizes.null_count
+                pending_bytes += int(pc.sum(sizes).as_py() or 0)
             if not dry_run:
                 files.append(layout.write_table(f"_plan/{run_id}/plan-{len(files):06d}.parquet", t))
             pending += len(keep)
         if limit and pending + len(complete) >= limit:
             break
     return Plan(files=files, pending=pending, skipped_done=skipped, complete_without_decode=complete,
-                duplicates_in_input=dups, total_inputs=total)
+                duplicates_in_input=dups, total_inputs=total, pending_bytes=pending_bytes, pending_sized=sized)
 
 
 def read_new_status(layout: OutputLayout, run_id: str, skip: set[str] = frozenset()) -> Iterator[dict]:

@@ -38,7 +38,7 @@ from pipeline.ray_utils import init_ray
 from pipeline.storage import OutputLayout, is_transient_error, sha256_of
 from pipeline.tokenize.card import write_card
 from pipeline.tokenize.commit import (
-    load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
+    Plan, load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
 )
 from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
 from pipeline.tokenize.progress import RunProgress
@@ -264,7 +264,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
             frames = decode.max_frames if decode.whole_clip else decode.num_frames
             row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * frames
             shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
-            nodes = _run_chain(cfg, plan.files, decode, layout, sha, tokens_binary, shard_rows, tracker, run_id,
+            nodes = _run_chain(cfg, plan, decode, layout, sha, tokens_binary, shard_rows, tracker, run_id,
                                progress)
         tracker.maybe_flush(force=True)
         # committed by the decode stage; a task retried by Ray may have committed a source twice: newest wins
@@ -320,7 +320,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     return summary
 
 
-def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConfig, layout: OutputLayout, sha: str,
+def _run_chain(cfg: TokenizeJobConfig, plan: Plan, decode: DecodeConfig, layout: OutputLayout, sha: str,
                tokens_binary: bool, shard_rows: int, tracker: StatusTracker, run_id: str,
                progress: RunProgress) -> dict:
     """Run the Ray Data chain over the plan, feeding `tracker`; returns where the stages ran (RunNodes)."""
@@ -330,7 +330,14 @@ def _run_chain(cfg: TokenizeJobConfig, plan_files: list[str], decode: DecodeConf
         if num_gpus is None:
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         nodes = ray.remote(num_cpus=0)(RunNodes).remote()
-        ds = build_dataset(plan_files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, run_id, nodes)
+        dt = cfg.decode_task
+        per_task = dt.tasks_of(plan.pending, plan.pending_bytes, plan.pending_sized,
+                               ray.cluster_resources().get("CPU", 1.0) / dt.num_cpus)
+        log.info("decode tasks: %d inputs each (%s)", per_task,
+                 "decode_task.inputs_per_task" if dt.inputs_per_task else
+                 f"sized by decode_task.task_mb={dt.task_mb} over {plan.pending_sized} known sizes")
+        ds = build_dataset(plan.files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, run_id, nodes,
+                           inputs_per_task=per_task)
         with progress.attach(nodes):
             for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 tracker.consume(written)

@@ -1,6 +1,7 @@
 """The Ray Data chain of the tokenize job: plan files -> decode windows (CPU) -> VidTok encoder (GPU actors) -> shards.
 
-    read_parquet(plan).repartition     pending inputs, `decode_task.inputs_per_task` per block (streaming split)
+    read_parquet(plan).repartition     pending inputs, a decode task's worth per block (streaming split; the driver
+                                       sizes it by input bytes: `DecodeTaskConfig.tasks_of`)
       .map_batches(DecodeInputs)       CPU tasks: one input -> its windows (pipeline.decode), WINDOW_SCHEMA rows; an
                                        input that yields no window (a failure) commits its own status row here and
                                        sends nothing on
@@ -18,7 +19,7 @@ torch would cost them ~900 MB of resident memory each; TokenizeClips must also r
 benchmark machine).
 
 Memory stays bounded whatever the corpus size: decoded windows (3.3 MB each at 17x256x256x3) travel in blocks of
-`ray.target_block_mb`, decode tasks take `decode_task.inputs_per_task` inputs each, and Ray Data's streaming executor
+`ray.target_block_mb`, decode tasks take a bounded number of inputs each, and Ray Data's streaming executor
 backpressures the decode stage when the object store fills. Frames never reach the driver.
 """
 
@@ -61,13 +62,16 @@ class RunNodes:
     def get(self) -> dict[str, list]:
         return {k: sorted(v) for k, v in self.seen.items()}
 
-    def finish(self, source: str, status: str, duration_s: float | None) -> None:
-        """An input the decode stage finished itself (a failure, or nothing left to encode): live progress."""
-        if hash(source) not in self.done:
-            self.done.add(hash(source))
-            self.counts["inputs"] += 1
-            self.counts["video_s"] += duration_s or 0.0
-            self.counts["reasons"][status] = self.counts["reasons"].get(status, 0) + 1
+    def finish(self, rows: list[tuple[str, str, float | None]]) -> None:
+        """Inputs the decode stage finished itself (failures, or nothing left to encode), as `(source, status,
+        duration_s)`: live progress. One call per decode task, not per input (an actor call costs about a
+        millisecond, as much as decoding a one-second clip: `benchmarks/small_clips.py`)."""
+        for source, status, duration_s in rows:
+            if hash(source) not in self.done:
+                self.done.add(hash(source))
+                self.counts["inputs"] += 1
+                self.counts["video_s"] += duration_s or 0.0
+                self.counts["reasons"][status] = self.counts["reasons"].get(status, 0) + 1
 
     def finished(self) -> dict:
         """`{"inputs", "video_s", "reasons"}` of the inputs reported through `finish` (pipeline/tokenize/progress.py)."""
@@ -141,8 +145,7 @@ class DecodeInputs:
             self.layout.write_table(status_shard_name([r["source"] for r in failed], self.run_id),
                                     status_table(failed, self.run_id))
             if self.nodes is not None:  # live progress: the driver reads these rows back only at the end
-                for r in failed:
-                    self.nodes.finish.remote(r["source"], r["status"], r["source_duration_s"])
+                self.nodes.finish.remote([(r["source"], r["status"], r["source_duration_s"]) for r in failed])
 
     @staticmethod
     def _info(row: dict, res) -> dict:
@@ -251,21 +254,25 @@ class WriteTokenShard:
 
 # ------------------------------------------------------------------------------------------------------- the chain
 def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: OutputLayout, sha: str,
-                  tokens_binary: bool, num_gpus: float, shard_rows: int, run_id: str, nodes=None):
-    """The whole chain as one lazy Dataset whose rows are WRITTEN rows (consumed by the driver)."""
+                  tokens_binary: bool, num_gpus: float, shard_rows: int, run_id: str, nodes=None,
+                  inputs_per_task: int | None = None):
+    """The whole chain as one lazy Dataset whose rows are WRITTEN rows (consumed by the driver). `inputs_per_task`:
+    inputs per decode task (the driver sizes it: `DecodeTaskConfig.tasks_of`; default `decode_task.inputs_per_task`
+    or 8)."""
     import ray
 
     ctx = ray.data.DataContext.get_current()
     ctx.target_max_block_size = cfg.ray.target_block_mb << 20
     dt, tk = cfg.decode_task, cfg.tokenizer
+    per_task = inputs_per_task or dt.inputs_per_task or 8
     decode_kwargs = {"concurrency": dt.concurrency} if dt.concurrency else {}
     _, plan_fs = arrow_filesystem(layout.url, layout.storage_options)
     return (
         ray.data.read_parquet(plan_files, filesystem=plan_fs)
         # streaming split into blocks of `inputs_per_task` rows: one decode task each, so decoding spreads over the
         # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
-        .repartition(target_num_rows_per_block=dt.inputs_per_task)
-        .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id), batch_size=dt.inputs_per_task, batch_format="pyarrow",
+        .repartition(target_num_rows_per_block=per_task)
+        .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id), batch_size=per_task, batch_format="pyarrow",
                      num_cpus=dt.num_cpus, memory=dt.memory_mb * 2**20, **decode_kwargs)
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,

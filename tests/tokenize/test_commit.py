@@ -87,6 +87,10 @@ def test_plan_limit(tmp_path):
     lay = OutputLayout(str(tmp_path))
     plan = write_plan(lay, [_inputs([f"v{i}" for i in range(10)])], load_resume_state(lay), "r", limit=3)
     assert plan.pending == 3
+    assert (plan.pending_bytes, plan.pending_sized) == (3, 3)  # the sizes decode tasks are sized by
+    unsized = pa.Table.from_pylist([{"source": "u", "source_size": None}], schema=INPUT_SCHEMA)
+    plan = write_plan(lay, [unsized], load_resume_state(lay), "r2")
+    assert (plan.pending, plan.pending_bytes, plan.pending_sized) == (1, 0, 0)
 
 
 def test_resume_state_newest_status_row_wins(tmp_path):
