@@ -84,9 +84,11 @@ def iter_decord(readable: Readable, info: ProbeInfo, wanted: np.ndarray, size: S
         del vr
 
 
-def _rgb(frame) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a PyAV frame, turned for display by its display matrix."""
-    arr = frame.to_ndarray(format="rgb24")
+def _rgb(frame, size: Size = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a PyAV frame, turned for display by its display matrix; (H, W, 4) RGBX when it is to
+    be resized (``size``), the layout Pillow resizes in, so ``resize_crop_frame`` skips unpacking RGB into it
+    (same pixels, ~1 ms less per 720p frame)."""
+    arr = frame.to_ndarray(format="rgb24" if size is None else "rgba")
     quarter = int(round((frame.rotation or 0) / 90.0)) % 4  # counter-clockwise quarter turns, as np.rot90 counts
     return np.ascontiguousarray(np.rot90(arr, k=quarter)) if quarter else arr
 
@@ -134,7 +136,7 @@ def _run_frames(packets, stream, info: ProbeInfo, run: np.ndarray, size: Size, s
         for frame in frames:
             i = wanted.get(frame.pts)
             if i is not None and i not in ready and nxt < len(order) and i >= order[nxt]:
-                ready[i] = resize_crop_frame(_rgb(frame), size)
+                ready[i] = resize_crop_frame(_rgb(frame, size), size)
         while nxt < len(order) and order[nxt] in ready:
             yield order[nxt], ready.pop(order[nxt])
             nxt += 1
@@ -273,7 +275,7 @@ def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size
 
     def emit(count: int):
         if count:
-            store.append(resize_crop_frame(_rgb(pending), size))
+            store.append(resize_crop_frame(_rgb(pending, size), size))
             ticks.append(pending_tick)
             indices.append(n - 1)
             counts.append(count)

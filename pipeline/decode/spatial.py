@@ -69,10 +69,11 @@ def output_shape(height: int, width: int, size: Size) -> tuple[int, int]:
 
 
 def resize_crop_frame(frame: np.ndarray, size: Size) -> np.ndarray:
-    """Apply the policy to one (H, W, 3) uint8 frame; returns (h, w, 3) uint8."""
+    """Apply the policy to one (H, W, 3) uint8 RGB frame, or (H, W, 4) RGBX (the fourth byte ignored: Pillow's own
+    pixel layout, which it then reads without unpacking a copy); returns (h, w, 3) uint8."""
     size = normalize_size(size)
     if size is None:
-        return frame
+        return frame if frame.shape[2] == 3 else np.ascontiguousarray(frame[..., :3])
     from PIL import Image
 
     height, width = frame.shape[:2]
@@ -80,9 +81,12 @@ def resize_crop_frame(frame: np.ndarray, size: Size) -> np.ndarray:
     oh, ow = output_shape(height, width, size)
     top, left = int(round((rh - oh) / 2.0)), int(round((rw - ow) / 2.0))  # torchvision center_crop's offsets
     if (rh, rw) == (height, width):
-        return np.ascontiguousarray(frame[top : top + oh, left : left + ow])
+        return np.ascontiguousarray(frame[top : top + oh, left : left + ow, :3])
     sy, sx = height / rh, width / rw
     box = (left * sx, top * sy, (left + ow) * sx, (top + oh) * sy)  # the crop, in source pixels
+    if frame.shape[2] == 4:
+        img = Image.frombuffer("RGBX", (width, height), np.ascontiguousarray(frame), "raw", "RGBX", 0, 1)
+        return np.ascontiguousarray(np.asarray(img.resize((ow, oh), Image.Resampling.BILINEAR, box=box))[..., :3])
     img = Image.fromarray(np.ascontiguousarray(frame))
     return np.asarray(img.resize((ow, oh), Image.Resampling.BILINEAR, box=box))
 

@@ -115,3 +115,16 @@ def test_synth_reader_rejects_other_images():
     """A frame without the code is refused, not misread."""
     with pytest.raises(ValueError):
         read_frame_code(np.full((64, 64, 3), 200, np.uint8))
+
+
+@pytest.mark.parametrize("shape,size", [((720, 1280), 256), ((480, 853), (256, 448)), ((90, 160), 256),
+                                        ((256, 256), 256), ((1080, 1920), (128, 128)), ((40, 48), None)])
+def test_resize_crop_rgbx_equals_rgb(shape, size):
+    """The PyAV path hands Pillow RGBX frames (its own layout, no unpacking copy): the same pixels as from RGB."""
+    from pipeline.decode.spatial import resize_crop_frame
+
+    rgb = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    rgbx = np.concatenate([rgb, np.full((*shape, 1), 7, np.uint8)], axis=-1)
+    a, b = resize_crop_frame(rgb, size), resize_crop_frame(rgbx, size)
+    assert b.shape == a.shape and b.shape[-1] == 3 and b.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(a, b)
