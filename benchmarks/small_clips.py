@@ -9,7 +9,8 @@ window per clip instead (then the CPU encoder dominates on a machine without a G
 
 Measured in the same run, each in a fresh child process (own Ray, own peak RSS):
   1. decode alone: `decode_windows` over the same files in one process, times the decode slots the job has
-     (`--cpus` minus the one CPU the tokenizer actor reserves);
+     (`--cpus` minus the one CPU the tokenizer actor reserves); measured before and after the jobs, the faster of
+     the two used (the stricter ratio);
   2. the job on `--small` clips and on all `--clips`: inputs/s of its pipeline (Ray is started before the clock),
      and the driver's peak RSS (sampled every 50 ms).
 Ratio = job inputs/s / decode-alone inputs/s (goal >= 0.85); the marginal ratio takes the run's fixed start-up out
@@ -130,6 +131,9 @@ def main() -> None:
     for name, folder in (("small", small), ("all", root / "all")):
         out = root / f"out-{name}-{time.time_ns()}"
         runs[name] = _run_child("job", str(folder), str(out), str(a.cpus), *a.job_args)
+    dec_after = _run_child("decode", str(root / "all"))  # decode alone again: it varies run to run on a shared machine
+    dec = {**dec, "inputs_per_s_runs": [round(dec["inputs_per_s"], 1), round(dec_after["inputs_per_s"], 1)],
+           "inputs_per_s": max(dec["inputs_per_s"], dec_after["inputs_per_s"])}  # the faster one: the stricter ratio
     ratio = runs["all"]["inputs_per_s"] / (dec["inputs_per_s"] * slots)
     # per-input cost without the run's fixed start-up: the extra inputs of the big run over its extra time
     extra_s = runs["all"]["pipeline_s"] - runs["small"]["pipeline_s"]
