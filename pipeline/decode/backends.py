@@ -32,7 +32,7 @@ from .probe import ProbeInfo
 from .resample import StreamingSelector, select_frames
 from .source import Readable, as_file
 from .spatial import Size, resize_crop_frame
-from .status import CORRUPT, DecodeError
+from .status import CORRUPT, IO_ERROR, DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +193,14 @@ class FrameSpill:
     """The distinct sampled frames of an untimed video, on local disk until the sample count is known: appended in
     decode order, read back by position (``take``), so the decode child holds a window, not the video. The file is
     an unlinked temporary one (``TMPDIR``; nothing is left behind, even after kill -9); it needs one output frame
-    per sample: 196 KB at 256², about 4.2 GB for two hours at 3 FPS."""
+    per sample: 196 KB at 256², about 4.2 GB for two hours at 3 FPS. A local disk error (full, unwritable) is the
+    node's, not the file's: it is a transient ``io_error`` (retried, then pending), never a final status."""
 
     def __init__(self):
-        self._file = tempfile.TemporaryFile(prefix="vidtok-frames-")
+        try:
+            self._file = tempfile.TemporaryFile(prefix="vidtok-frames-")
+        except OSError as e:
+            raise DecodeError(IO_ERROR, f"cannot create the local frame spill file: {e}") from None
         self.shape: tuple | None = None
         self.count = 0
 
@@ -205,17 +209,23 @@ class FrameSpill:
             self.shape = frame.shape
         elif frame.shape != self.shape:
             raise DecodeError(CORRUPT, f"frame size changes mid-stream: {self.shape[:2]} -> {frame.shape[:2]}")
-        self._file.write(np.ascontiguousarray(frame).data)
+        try:
+            self._file.write(np.ascontiguousarray(frame).data)
+        except OSError as e:
+            raise DecodeError(IO_ERROR, f"local frame spill file: {e}") from None
         self.count += 1
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """(len(positions), h, w, 3) uint8: the frames appended at ``positions``."""
         out = np.empty((len(positions), *self.shape), np.uint8)
-        for k, pos in enumerate(positions):
-            self._file.seek(int(pos) * out[0].nbytes)
-            if self._file.readinto(memoryview(out[k].reshape(-1))) != out[0].nbytes:
-                raise OSError(f"frame spill file is short at frame {int(pos)}")
-        self._file.seek(0, os.SEEK_END)
+        try:
+            for k, pos in enumerate(positions):
+                self._file.seek(int(pos) * out[0].nbytes)
+                if self._file.readinto(memoryview(out[k].reshape(-1))) != out[0].nbytes:
+                    raise OSError(f"short at frame {int(pos)}")
+            self._file.seek(0, os.SEEK_END)
+        except OSError as e:
+            raise DecodeError(IO_ERROR, f"local frame spill file: {e}") from None
         return out
 
     def close(self) -> None:

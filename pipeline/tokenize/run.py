@@ -108,7 +108,6 @@ class StatusTracker:
             self.buffer = []
             self.last_flush = time.time()
 
-
     def settle(self, rows: Iterable[dict]) -> None:
         """Count the decode stage's status rows of this run (failures; inputs with nothing left to encode), newest
         row per source winning, as readers resolve them. A source this driver already settled (its windows all
@@ -120,8 +119,8 @@ class StatusTracker:
                 newest[row["source"]] = row
         if not newest:
             return
-        hashes = np.frombuffer(self._settled_hash, dtype=np.int64) if len(self._settled_hash) else np.zeros(0, np.int64)
-        times = np.frombuffer(self._settled_at, dtype=np.float64) if len(self._settled_at) else np.zeros(0)
+        hashes = np.frombuffer(self._settled_hash, dtype=np.int64)
+        times = np.frombuffer(self._settled_at, dtype=np.float64)
         wanted = np.array([hash(s) for s in newest], dtype=np.int64)
         hit = np.isin(hashes, wanted)
         mine: dict[int, float] = {}

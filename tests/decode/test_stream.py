@@ -256,3 +256,14 @@ def test_stream_untimed_avi_holds_a_window_not_the_video(tmp_path):
     with pytest.raises(st.DecodeError, match="frame size changes"):
         spill.append(frames[0, :4])
     spill.close()
+
+    class _DiskFull:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    full = FrameSpill()
+    full._file.close()
+    full._file = _DiskFull()
+    with pytest.raises(st.DecodeError, match="No space left") as err:  # the node's problem: transient, not final
+        full.append(frames[0])
+    assert err.value.reason == st.IO_ERROR
