@@ -82,7 +82,8 @@ def run_job(code: Path, video: Path, root: Path, tag: str, size: int, stride: in
             if pss > peak["pss_mb"]:  # where the memory sits at the PSS peak, summed per process kind
                 by: dict[str, float] = {}
                 for p, v in per.items():
-                    by[kind(p)] = by.get(kind(p), 0.0) + v
+                    k = kind(p)
+                    by[k] = by.get(k, 0.0) + v
                 peak["by_kind"] = {k: round(v) for k, v in sorted(by.items(), key=lambda kv: -kv[1])}
                 peak["at_s"] = round(now, 1)
             peak["rss_mb"], peak["pss_mb"] = max(peak["rss_mb"], rss), max(peak["pss_mb"], pss)

@@ -167,6 +167,7 @@ class RayConfig:
 
 
 MAX_INPUTS_PER_TASK = 256  # auto-sized decode tasks: a retried task redoes at most this many inputs
+UNSIZED_INPUTS_PER_TASK = 8  # auto-sized decode tasks when no input size is known (a manifest without sizes)
 
 
 @dataclass
@@ -175,7 +176,7 @@ class DecodeTaskConfig:
 
     num_cpus: float = 1.0  # CPUs reserved per decode task
     inputs_per_task: Optional[int] = None  # inputs per decode task (one Ray task, one status commit); null = sized
-    #                           by task_mb of input bytes (see `tasks_of`); memory is per input, not per task
+    #                           by task_mb of input bytes (see `inputs_for`); memory is per input, not per task
     task_mb: int = 256  # input bytes per decode task when inputs_per_task is null: a Ray task costs ~20-50 ms, a 1-s
     #                     clip decodes in ~2 ms, an hour of 720p in minutes (benchmarks/small_clips.py)
     memory_mb: int = 1024  # heap reserved per decode task (a few windows + the decoder); it also keeps Ray from
@@ -191,15 +192,15 @@ class DecodeTaskConfig:
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"decode_task.concurrency must be >= 1 or null, found {self.concurrency}")
 
-    def tasks_of(self, pending: int, pending_bytes: int, sized: int, slots: float) -> int:
+    def inputs_for(self, pending: int, pending_bytes: int, sized: int, slots: float) -> int:
         """Inputs per decode task for `pending` inputs, `sized` of them of known size summing to `pending_bytes`,
         on a cluster with `slots` decode slots now: `inputs_per_task` when set; otherwise `task_mb` of input bytes
         per task (so one-second clips share a task by the hundred and an hour-long video has one to itself),
-        never so many that the cluster has fewer than 4 tasks per slot, between 1 and MAX_INPUTS_PER_TASK; 8 when
-        no size is known (manifests without a size column)."""
+        never so many that the cluster has fewer than 4 tasks per slot, between 1 and MAX_INPUTS_PER_TASK;
+        UNSIZED_INPUTS_PER_TASK when no size is known (manifests without a size column)."""
         if self.inputs_per_task is not None:
             return self.inputs_per_task
-        k = self.task_mb * 2**20 * sized / pending_bytes if sized and pending_bytes > 0 else 8
+        k = self.task_mb * 2**20 * sized / pending_bytes if sized and pending_bytes > 0 else UNSIZED_INPUTS_PER_TASK
         k = min(k, pending / (4 * max(slots, 1.0)))
         return int(max(1, min(MAX_INPUTS_PER_TASK, k)))
 

@@ -123,15 +123,15 @@ def test_decode_tasks_sized_by_input_bytes():
     """`decode_task.inputs_per_task=null` sizes decode tasks by `task_mb` of input bytes: one-second clips share a
     task by the hundred, big files get one each; never fewer than 4 tasks per decode slot; 8 with no sizes known;
     an explicit value wins; a bad one names the key."""
-    from pipeline.config import MAX_INPUTS_PER_TASK, DecodeTaskConfig
+    from pipeline.config import MAX_INPUTS_PER_TASK, UNSIZED_INPUTS_PER_TASK, DecodeTaskConfig
 
     auto = DecodeTaskConfig()
-    assert auto.tasks_of(10**6, 10**6 * 5_000, 10**6, slots=100) == MAX_INPUTS_PER_TASK  # 5 kB clips
-    assert auto.tasks_of(10**5, 10**5 * (64 << 20), 10**5, slots=100) == 4  # 64 MB videos: 256 MB a task
-    assert auto.tasks_of(1000, 1000 * (2 << 30), 1000, slots=10) == 1  # 2 GB files
-    assert auto.tasks_of(2000, 2000 * 5_000, 2000, slots=2) == 250  # small corpus: >= 4 tasks per slot
-    assert auto.tasks_of(1000, 0, 0, slots=10) == 8  # a manifest without sizes
-    assert DecodeTaskConfig(inputs_per_task=3).tasks_of(10**6, 1, 10**6, 1) == 3
+    assert auto.inputs_for(10**6, 10**6 * 5_000, 10**6, slots=100) == MAX_INPUTS_PER_TASK  # 5 kB clips
+    assert auto.inputs_for(10**5, 10**5 * (64 << 20), 10**5, slots=100) == 4  # 64 MB videos: 256 MB a task
+    assert auto.inputs_for(1000, 1000 * (2 << 30), 1000, slots=10) == 1  # 2 GB files
+    assert auto.inputs_for(2000, 2000 * 5_000, 2000, slots=2) == 250  # small corpus: >= 4 tasks per slot
+    assert auto.inputs_for(1000, 0, 0, slots=10) == UNSIZED_INPUTS_PER_TASK == 8  # a manifest without sizes
+    assert DecodeTaskConfig(inputs_per_task=3).inputs_for(10**6, 1, 10**6, 1) == 3
     with pytest.raises(ValueError, match="decode_task.inputs_per_task"):
         DecodeTaskConfig(inputs_per_task=0)
     with pytest.raises(ValueError, match="decode_task.task_mb"):

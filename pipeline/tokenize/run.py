@@ -330,13 +330,13 @@ def _run_chain(cfg: TokenizeJobConfig, plan: Plan, decode: DecodeConfig, layout:
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         nodes = ray.remote(num_cpus=0)(RunNodes).remote()
         dt = cfg.decode_task
-        per_task = dt.tasks_of(plan.pending, plan.pending_bytes, plan.pending_sized,
+        per_task = dt.inputs_for(plan.pending, plan.pending_bytes, plan.pending_sized,
                                ray.cluster_resources().get("CPU", 1.0) / dt.num_cpus)
         log.info("decode tasks: %d inputs each (%s)", per_task,
                  "decode_task.inputs_per_task" if dt.inputs_per_task else
                  f"sized by decode_task.task_mb={dt.task_mb} over {plan.pending_sized} known sizes")
-        ds = build_dataset(plan.files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, run_id, nodes,
-                           inputs_per_task=per_task)
+        ds = build_dataset(plan.files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, run_id, per_task,
+                           nodes)
         with progress.attach(nodes):
             for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 tracker.consume(written)
