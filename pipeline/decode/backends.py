@@ -12,6 +12,10 @@ samples and nothing references: with the timestamps known from the probe, each p
 ``skip_frame=NONREF`` unless its frame is sampled (the decoder then drops non-reference pictures, e.g. most
 B-frames, before reconstruction). With frame threads the flag still applies to the packet it was set for, because
 FFmpeg copies it into the worker's context when the packet is submitted (tests read the frames back with 3 threads).
+Nor does it decode the rest of a GOP after the GOP's last needed frame: those packets are not sent, and the decoder
+restarts at the next clean key frame (``ProbeInfo.restart_ticks``) as after a seek — a 30-frame GOP sampled every
+10th frame skips about a third of its frames, an all-intra stream decodes only its samples (``tests/decode/
+test_skip.py`` checks the frames against a full decode for open and closed GOPs of five codecs).
 
 Runs of wanted frames (``runs``): a caller that needs only some windows (training) passes one run per window; the PyAV
 path seeks to the key frame at or before each run's first frame and decodes through its last (a wanted frame's pts is
@@ -31,7 +35,7 @@ import numpy as np
 from .probe import ProbeInfo
 from .resample import StreamingSelector, select_frames
 from .source import Readable, as_file
-from .spatial import Size, resize_crop_frame
+from .spatial import Size, normalize_size, resize_crop_frame, resize_crop_image, rgb_image
 from .status import CORRUPT, IO_ERROR, DecodeError
 
 log = logging.getLogger(__name__)
@@ -84,20 +88,29 @@ def iter_decord(readable: Readable, info: ProbeInfo, wanted: np.ndarray, size: S
         del vr
 
 
-def _rgb(frame, size: Size = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a PyAV frame, turned for display by its display matrix; (H, W, 4) RGBX when it is to
-    be resized (``size``), the layout Pillow resizes in, so ``resize_crop_frame`` skips unpacking RGB into it
-    (same pixels, ~1 ms less per 720p frame)."""
-    arr = frame.to_ndarray(format="rgb24" if size is None else "rgba")
+def _sampled(frame, size: Size) -> np.ndarray:
+    """(h, w, 3) uint8 of a sampled PyAV frame: turned for display by its display matrix, then the spatial policy.
+
+    swscale converts to rgb24, never rgba: this FFmpeg's YUV->RGBA path gets the last two columns wrong at widths
+    such as 850 or 162 and, with its slice threads, differs from run to run (tests check). Unturned frames go to
+    Pillow straight from the converted plane (``rgb_image``), skipping a numpy copy (~0.7 ms per 720p frame)."""
     quarter = int(round((frame.rotation or 0) / 90.0)) % 4  # counter-clockwise quarter turns, as np.rot90 counts
-    return np.ascontiguousarray(np.rot90(arr, k=quarter)) if quarter else arr
+    size = normalize_size(size)
+    if quarter or size is None:
+        arr = frame.to_ndarray(format="rgb24")
+        return resize_crop_frame(np.ascontiguousarray(np.rot90(arr, k=quarter)) if quarter else arr, size)
+    rgb = frame.reformat(format="rgb24")
+    plane = rgb.planes[0]
+    return resize_crop_image(rgb_image(plane, rgb.width, rgb.height, plane.line_size), size)
 
 
 def iter_pyav(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarray], size: Size, threads: int = 1,
-              skip_nonref: bool = True, seek: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+              skip_nonref: bool = True, seek: bool = False, sample=None) -> Iterator[tuple[int, np.ndarray]]:
     """PyAV path for containers with presentation times (``info.pts_reliable``): yield the frames of each run
     (sorted distinct indices; runs in increasing order, not overlapping) in increasing index order. ``seek``: jump to
-    each run's key frame instead of decoding from the start (worth it when runs are far apart)."""
+    each run's key frame instead of decoding from the start (worth it when runs are far apart). ``sample(frame,
+    size)`` makes what is yielded of a decoded frame (default ``_sampled``; benchmarks pass a no-op to time the
+    decoding alone)."""
     import av
 
     container = av.open(as_file(readable), mode="r")
@@ -117,26 +130,34 @@ def iter_pyav(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarray], s
                 packets = None
             if packets is None:
                 packets = container.demux(stream)
-            yield from _run_frames(packets, stream, info, run, size, skip_nonref)
+            yield from _run_frames(packets, stream, info, run, size, skip_nonref, sample or _sampled)
     except av.FFmpegError as e:
         raise DecodeError(CORRUPT, f"{info.format_name}/{info.codec}: decoding failed: {e}") from None
     finally:
         container.close()
 
 
-def _run_frames(packets, stream, info: ProbeInfo, run: np.ndarray, size: Size, skip_nonref: bool):
+def _run_frames(packets, stream, info: ProbeInfo, run: np.ndarray, size: Size, skip_nonref: bool, sample):
     wanted = {int(info.pts_ticks[i]): int(i) for i in run}  # pts tick -> frame index
     order = [int(i) for i in run]
     ctx = stream.codec_context
     ready: dict[int, np.ndarray] = {}  # decoded but not yet handed out (decoders emit in presentation order)
     nxt = 0  # position in `order` of the next frame to hand out
+    # Skipping whole stretches: once every wanted frame presented before the next restart point (a clean key frame,
+    # see ProbeInfo.restart_ticks) has been handed out, no packet before that key frame is needed; they are not sent,
+    # and the decoder is flushed before the key frame, exactly as after a seek to it. A key frame none of whose
+    # stretch is wanted is passed over too (an all-intra stream decodes only its sampled frames).
+    restarts = info.restart_ticks if skip_nonref else np.empty(0, np.int64)
+    wanted_ticks = info.pts_ticks[np.asarray(order, np.int64)]  # ascending, as `order`
+    bound = len(order)  # wanted frames presented before the next restart point (all, until one is known)
+    skipping, mode = False, None
 
     def take(frames):
         nonlocal nxt
         for frame in frames:
             i = wanted.get(frame.pts)
             if i is not None and i not in ready and nxt < len(order) and i >= order[nxt]:
-                ready[i] = resize_crop_frame(_rgb(frame, size), size)
+                ready[i] = sample(frame, size)
         while nxt < len(order) and order[nxt] in ready:
             yield order[nxt], ready.pop(order[nxt])
             nxt += 1
@@ -144,11 +165,25 @@ def _run_frames(packets, stream, info: ProbeInfo, run: np.ndarray, size: Size, s
     for pkt in packets:
         if pkt.size == 0:
             continue
+        k = int(np.searchsorted(restarts, pkt.pts, side="right")) if pkt.is_keyframe and len(restarts) else 0
+        if k and restarts[k - 1] == pkt.pts:  # a restart point
+            bound = len(order) if k == len(restarts) else int(np.searchsorted(wanted_ticks, restarts[k]))
+            if nxt >= bound:
+                skipping = True  # nothing wanted before the next restart point: pass this stretch over
+                continue
+            if skipping:
+                ctx.flush_buffers()  # what is left inside was never wanted; start clean, as after a seek
+                skipping = False
+        elif skipping:
+            continue
         if skip_nonref:
-            ctx.skip_frame = "DEFAULT" if pkt.pts in wanted else "NONREF"
+            want = "DEFAULT" if pkt.pts in wanted else "NONREF"
+            if want != mode:  # setting it costs a call per packet; most packets keep the previous value
+                ctx.skip_frame = mode = want
         yield from take(stream.decode(pkt))
         if nxt == len(order):
             return  # everything of this run is decoded; the rest of the file is not needed for it
+        skipping = nxt >= bound
     ctx.skip_frame = "DEFAULT"
     yield from take(stream.decode(None))
     if nxt < len(order):
@@ -285,7 +320,7 @@ def _decode_streaming(container, stream, info: ProbeInfo, fps: float, size: Size
 
     def emit(count: int):
         if count:
-            store.append(resize_crop_frame(_rgb(pending, size), size))
+            store.append(_sampled(pending, size))
             ticks.append(pending_tick)
             indices.append(n - 1)
             counts.append(count)

@@ -88,6 +88,9 @@ class ProbeInfo:
     rate: Fraction = Fraction(0)  # average frame rate as a fraction (0 when unknown)
     rates: tuple = ()  # nominal rate candidates for the resampler's grid refinement
     pts_reliable: bool = False
+    # pts ticks, ascending, of the key frames the decode may restart at: in decode order, every packet before one is
+    # presented before it (so nothing presented at or after it is decoded earlier). Only with pts_reliable.
+    restart_ticks: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
     decord_ok: bool = False  # decord is known right for this container/codec and the timestamps are complete
     cfr_order: bool = False  # time of the n-th decoded frame is n / avg_fps (CFR_FORMATS)
     reordered: bool = False  # presentation order differs from decode order (B-frames)
@@ -167,12 +170,17 @@ def probe(readable: Readable) -> ProbeInfo:
         width, height = ctx.width, ctx.height
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
+        restarts, latest = [], None  # clean key frames; the latest pts so far in decode order
         try:
             for pkt in container.demux(stream):
                 if pkt.size == 0:
                     continue
                 n += 1
                 pts.append(pkt.pts)
+                if pkt.pts is not None:
+                    if pkt.is_keyframe and (latest is None or pkt.pts > latest):
+                        restarts.append(pkt.pts)
+                    latest = pkt.pts if latest is None else max(latest, pkt.pts)
                 durs.append(pkt.duration or 0)
                 if rotation is None:  # decode only until the first frame shows its display matrix
                     rotation = _rotation(stream, pkt)
@@ -199,6 +207,7 @@ def probe(readable: Readable) -> ProbeInfo:
             last_dur = durs[int(np.argmax(pts))] or (round(1 / (info.rate * info.time_base)) if info.rate else 1)
             info.pts_ticks, info.end_tick, info.pts_reliable = ticks, int(ticks[-1]) + int(last_dur), True
             info.pts, info.end_s = ticks * tb, (int(ticks[-1]) + int(last_dur)) * tb
+            info.restart_ticks = np.asarray(restarts, dtype=np.int64)  # ascending by construction
         info.cfr_order = bool(names & CFR_FORMATS) and info.avg_fps > 0
         info.reordered = info.pts_reliable and bool(np.any(np.diff(np.asarray(pts, dtype=np.int64)) < 0))
         if (info.pts_reliable and names & DECORD_FORMATS and codec in DECORD_CODECS

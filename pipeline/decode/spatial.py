@@ -68,27 +68,50 @@ def output_shape(height: int, width: int, size: Size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else size
 
 
+def _crop_offsets(resized: tuple[int, int], out: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) of the center crop, as torchvision's center_crop rounds them."""
+    return int(round((resized[0] - out[0]) / 2.0)), int(round((resized[1] - out[1]) / 2.0))
+
+
 def resize_crop_frame(frame: np.ndarray, size: Size) -> np.ndarray:
-    """Apply the policy to one (H, W, 3) uint8 RGB frame, or (H, W, 4) RGBX (the fourth byte ignored: Pillow's own
-    pixel layout, which it then reads without unpacking a copy); returns (h, w, 3) uint8."""
+    """Apply the policy to one (H, W, 3) uint8 RGB frame; returns (h, w, 3) uint8."""
     size = normalize_size(size)
     if size is None:
-        return frame if frame.shape[2] == 3 else np.ascontiguousarray(frame[..., :3])
+        return frame
     from PIL import Image
 
     height, width = frame.shape[:2]
+    if resized_shape(height, width, size) == (height, width):  # a crop only
+        oh, ow = output_shape(height, width, size)
+        top, left = _crop_offsets((height, width), (oh, ow))
+        return np.ascontiguousarray(frame[top : top + oh, left : left + ow])
+    return resize_crop_image(Image.fromarray(np.ascontiguousarray(frame)), size)
+
+
+def rgb_image(buffer, width: int, height: int, stride: int):
+    """A Pillow RGB image of packed RGB lines (``stride`` bytes apart, e.g. a decoder frame's padded plane): Pillow
+    unpacks the lines into its own layout, the one copy on the way in (no numpy array in between)."""
+    from PIL import Image
+
+    return Image.frombuffer("RGB", (width, height), buffer, "raw", "RGB", stride, 1)
+
+
+def resize_crop_image(img, size: Size) -> np.ndarray:
+    """Apply the policy (``size`` not None) to a Pillow RGB image; returns (h, w, 3) uint8, packed straight from
+    Pillow's pixels (one copy out; read-only)."""
+    from PIL import Image
+
+    width, height = img.size
     rh, rw = resized_shape(height, width, size)
     oh, ow = output_shape(height, width, size)
-    top, left = int(round((rh - oh) / 2.0)), int(round((rw - ow) / 2.0))  # torchvision center_crop's offsets
+    top, left = _crop_offsets((rh, rw), (oh, ow))
     if (rh, rw) == (height, width):
-        return np.ascontiguousarray(frame[top : top + oh, left : left + ow, :3])
-    sy, sx = height / rh, width / rw
-    box = (left * sx, top * sy, (left + ow) * sx, (top + oh) * sy)  # the crop, in source pixels
-    if frame.shape[2] == 4:
-        img = Image.frombuffer("RGBX", (width, height), np.ascontiguousarray(frame), "raw", "RGBX", 0, 1)
-        return np.ascontiguousarray(np.asarray(img.resize((ow, oh), Image.Resampling.BILINEAR, box=box))[..., :3])
-    img = Image.fromarray(np.ascontiguousarray(frame))
-    return np.asarray(img.resize((ow, oh), Image.Resampling.BILINEAR, box=box))
+        out = img.crop((left, top, left + ow, top + oh))
+    else:
+        sy, sx = height / rh, width / rw
+        box = (left * sx, top * sy, (left + ow) * sx, (top + oh) * sy)  # the crop, in source pixels
+        out = img.resize((ow, oh), Image.Resampling.BILINEAR, box=box)
+    return np.frombuffer(out.tobytes("raw", "RGB"), np.uint8).reshape(oh, ow, 3)
 
 
 def resize_crop(frames: np.ndarray, size: Size) -> np.ndarray:

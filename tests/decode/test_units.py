@@ -10,7 +10,7 @@ import torch
 
 from pipeline.decode.resample import StreamingSelector, select_frames
 from pipeline.decode.spatial import resize_crop
-from pipeline.decode.synth import draw_frame, read_frame_code, read_frame_number
+from pipeline.decode.synth import draw_frame, read_frame_code, read_frame_number, write_synthetic_video
 from pipeline.decode.windows import plan_windows
 
 
@@ -117,14 +117,26 @@ def test_synth_reader_rejects_other_images():
         read_frame_code(np.full((64, 64, 3), 200, np.uint8))
 
 
-@pytest.mark.parametrize("shape,size", [((720, 1280), 256), ((480, 853), (256, 448)), ((90, 160), 256),
-                                        ((256, 256), 256), ((1080, 1920), (128, 128)), ((40, 48), None)])
-def test_resize_crop_rgbx_equals_rgb(shape, size):
-    """The PyAV path hands Pillow RGBX frames (its own layout, no unpacking copy): the same pixels as from RGB."""
+@pytest.mark.parametrize("wh", [(1280, 720), (854, 480), (850, 480), (162, 90), (258, 300), (256, 256)])
+def test_sampled_frames_are_the_rgb24_frames_resized(tmp_path, wh):
+    """The PyAV path resizes straight from swscale's rgb24 plane (line padding included): the same pixels as resizing
+    the frame's rgb24 array, for every size policy, and the same on every call. (YUV->RGBA, which this path used
+    before, gets the last two columns wrong at widths 850, 162, 258 and varies between calls at 854.)"""
+    import av
+
+    from pipeline.decode.backends import _sampled
     from pipeline.decode.spatial import resize_crop_frame
 
-    rgb = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    rgbx = np.concatenate([rgb, np.full((*shape, 1), 7, np.uint8)], axis=-1)
-    a, b = resize_crop_frame(rgb, size), resize_crop_frame(rgbx, size)
-    assert b.shape == a.shape and b.shape[-1] == 3 and b.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(a, b)
+    path = tmp_path / "v.mp4"
+    write_synthetic_video(path, 3, 30, size=wh, gop=2, bframes=1)
+    with av.open(str(path)) as c:
+        frame = list(c.decode(video=0))[-1]
+    rgb = frame.to_ndarray(format="rgb24")
+    for _ in range(3):
+        np.testing.assert_array_equal(frame.to_ndarray(format="rgb24"), rgb)
+    for size in (256, (256, 448), (128, 128), 64, wh[::-1], None):
+        want = resize_crop_frame(rgb, size)
+        for _ in range(3):
+            got = _sampled(frame, size)
+            assert got.shape == want.shape and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, want)
