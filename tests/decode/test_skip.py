@@ -60,6 +60,7 @@ def _wanted(info):
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("name", list(CASES))
 def test_skipping_gives_the_full_decodes_frames(videos, name, threads):
+    """Skipping GOP tails and unsampled non-reference frames yields exactly a full decode's frames, the rule's ones."""
     info = probe(videos[name])
     wanted = _wanted(info)
     full = list(iter_pyav(videos[name], info, [wanted], None, threads, skip_nonref=False))
