@@ -105,11 +105,11 @@ def _sampled(frame, size: Size) -> np.ndarray:
 
 
 def iter_pyav(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarray], size: Size, threads: int = 1,
-              skip_nonref: bool = True, seek: bool = False, sample=None) -> Iterator[tuple[int, np.ndarray]]:
+              skip_nonref: bool = True, seek: bool = False, sample=_sampled) -> Iterator[tuple[int, np.ndarray]]:
     """PyAV path for containers with presentation times (``info.pts_reliable``): yield the frames of each run
     (sorted distinct indices; runs in increasing order, not overlapping) in increasing index order. ``seek``: jump to
     each run's key frame instead of decoding from the start (worth it when runs are far apart). ``sample(frame,
-    size)`` makes what is yielded of a decoded frame (default ``_sampled``; benchmarks pass a no-op to time the
+    size)`` makes what is yielded of a decoded frame (benchmarks pass a no-op to time the
     decoding alone)."""
     import av
 
@@ -130,7 +130,7 @@ def iter_pyav(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarray], s
                 packets = None
             if packets is None:
                 packets = container.demux(stream)
-            yield from _run_frames(packets, stream, info, run, size, skip_nonref, sample or _sampled)
+            yield from _run_frames(packets, stream, info, run, size, skip_nonref, sample)
     except av.FFmpegError as e:
         raise DecodeError(CORRUPT, f"{info.format_name}/{info.codec}: decoding failed: {e}") from None
     finally:
