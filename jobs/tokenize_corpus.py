@@ -7,21 +7,21 @@
     ray job submit --working-dir . -- python jobs/tokenize_corpus.py input=... output=...
 
 Config: jobs/configs/tokenize_corpus.yaml + key=value overrides. Rerunning the same command resumes an interrupted
-run; rerunning a finished one does nothing. Exit codes: 0 complete, 2 config error, 3 incomplete (inputs pending
-after transient storage failures: re-run the same command). Output layout: docs/tokenize.md.
+run; rerunning a finished one does nothing. Exit codes (pipeline/errors.py): 0 complete (or a limit= run done),
+1 unexpected error, 2 configuration (also no credentials, access denied, missing input), 3 incomplete (inputs pending
+after transient storage failures: re-run the same command), 4 Ray did not start. Output layout: docs/tokenize.md.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from pipeline.cli import run_job
+from pipeline.errors import INCOMPLETE
 from pipeline.tokenize.config import TokenizeJobConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tokenize_corpus.yaml"
-EXIT_INCOMPLETE = 3  # transient failures left inputs pending (2 is a config error)
 
 
 def main(cfg: TokenizeJobConfig) -> int:
@@ -30,22 +30,26 @@ def main(cfg: TokenizeJobConfig) -> int:
 
         print(dry_run(cfg).text())
         return 0
-    from pipeline.tokenize.run import run_tokenize
+    from pipeline.tokenize.run import run_tokenize, summary_text
 
     summary = run_tokenize(cfg)
     if summary.get("nothing_to_do"):
         print(f"nothing to do: {cfg.output} is complete ({summary.get('windows_total', '?')} windows); "
               "new inputs under the same input= would be picked up")
         return 0
-    print("summary: " + json.dumps(summary, indent=2, sort_keys=True))
+    print(summary_text(summary))
     if summary["complete"]:
+        return 0
+    if summary.get("partial") and not summary.get("inputs_pending") and not summary.get("stopped"):
+        print(f"PARTIAL: {summary['partial']} (the limit= you set); _SUCCESS not written. Run the same command "
+              "without limit= to complete the output.", file=sys.stderr)
         return 0
     pending = summary["inputs_pending"]
     print(f"INCOMPLETE: {'all unfinished' if pending is None else pending} inputs pending after transient failures "
           f"{summary['pending_by_reason']}" + (f"; the run stopped on: {summary['stopped']}" if summary["stopped"]
                                                else "") + "; _SUCCESS not written. Re-running the same command "
           "retries them.", file=sys.stderr)
-    return EXIT_INCOMPLETE
+    return INCOMPLETE
 
 
 if __name__ == "__main__":

@@ -37,6 +37,20 @@ class ConfigError(ValueError):
     """A configuration problem, with a message that names the key and the fix."""
 
 
+def check_preset(key: str, name: str) -> None:
+    """Raise ConfigError unless `name` is a VidTok preset (`vidtok.list_presets()`) or an existing YAML file."""
+    if name.endswith((".yaml", ".yml")) and Path(name).exists():
+        return
+    from vidtok.presets import is_preset, list_presets  # here: vidtok imports torch, which --help does not need
+
+    if not is_preset(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, list_presets(), n=3, cutoff=0.5)
+        raise ConfigError(f"{key}={name!r} is not a VidTok preset" + (f"; did you mean {close}?" if close else "")
+                          + " See the names with: python -c 'import vidtok; print(vidtok.list_presets())'")
+
+
 def split_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     """Split CLI args into an optional config file (`config=path.yaml`, `--config path.yaml` or a bare `*.yaml`)
     and `key=value` overrides. Anything else is an error that shows the expected form."""
@@ -164,6 +178,8 @@ class RayConfig:
     num_cpus: Optional[int] = None  # local Ray only; None = the machine's cores
     object_store_mb: int = 1024  # local Ray only
     target_block_mb: int = 64  # Ray Data block size: a few 3.3 MB windows per block keeps memory bounded
+    console_logs: bool = False  # also show Ray's own output (Ray Data progress bars, Ray-internal lines, workers' log
+    #                             lines) on the console; false = only in <output>/_logs/<run>.log
 
 
 MAX_INPUTS_PER_TASK = 256  # auto-sized decode tasks: a retried task redoes at most this many inputs

@@ -57,6 +57,15 @@ _S3_PROTOCOLS = ("s3", "s3a")
 _PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 _TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "http", "ssl", "s3fs", "gcsfs")
 DEFAULT_RETRY = RetryPolicy()
+# botocore errors that say who you are is missing or wrong (raised before any request, or by the store): another try
+# gives the same answer, so they are configuration errors with a next step (`storage_config_error`), never retried.
+_CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "NoAuthTokenError",
+                      "UnauthorizedSSOTokenError", "SSOTokenLoadError", "ProfileNotFound", "InvalidConfigError")
+_DENIED_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "AllAccessDisabled",
+                 "InvalidToken", "TokenRefreshRequired", "AccountProblem")
+_CREDENTIAL_HINT = ("set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) in the job's environment, or "
+                    "storage.key= / storage.secret=; storage.anon=true for a public bucket; storage.endpoint_url= for "
+                    "an S3-compatible store (MinIO, Ceph)")
 
 
 def is_transient_error(e: BaseException) -> bool:
@@ -65,7 +74,7 @@ def is_transient_error(e: BaseException) -> bool:
     Follows `__cause__` and Ray's `cause` wrappers, so a task error that came from a storage call is recognised."""
     seen = 0
     while e is not None and seen < 10:
-        if isinstance(e, _PERMANENT_OS_ERRORS):
+        if isinstance(e, _PERMANENT_OS_ERRORS) or _error_code(e) in _CREDENTIAL_ERRORS + _DENIED_CODES + ("NoSuchBucket",):
             return False
         if isinstance(e, (OSError, TimeoutError, ConnectionError)):  # s3fs maps 5xx / SlowDown to OSError
             return True
@@ -74,6 +83,36 @@ def is_transient_error(e: BaseException) -> bool:
         e = getattr(e, "cause", None) or e.__cause__
         seen += 1
     return False
+
+
+def _error_code(e: BaseException) -> str | None:
+    """The store's error code of a botocore ClientError, or the class name of a botocore credential error."""
+    if type(e).__name__ in _CREDENTIAL_ERRORS:
+        return type(e).__name__
+    return (getattr(e, "response", None) or {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+
+
+def storage_config_error(e: BaseException, url: str | None = None) -> str | None:
+    """The configuration problem behind a storage error, as a message that names what to set; None for anything
+    else (a transient failure, a bug). Covers: no credentials, access denied / bad keys, no such bucket, a path that
+    does not exist. Follows causes as `is_transient_error` does."""
+    where = f" ({url})" if url else ""
+    seen = 0
+    while e is not None and seen < 10:
+        code = _error_code(e)
+        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if code in _CREDENTIAL_ERRORS:
+            return f"no credentials for the object store{where}: {text}. To fix: {_CREDENTIAL_HINT}"
+        if code in _DENIED_CODES or isinstance(e, PermissionError):
+            return (f"access denied{where}: {text}. Check that the credentials in use may read the input and write "
+                    f"the output: {_CREDENTIAL_HINT}")
+        if code == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+            return f"no such bucket{where}: {text}. Check the URL's bucket name (and storage.endpoint_url)"
+        if isinstance(e, FileNotFoundError):
+            return f"not found{where}: {text}"
+        e = getattr(e, "cause", None) or e.__cause__
+        seen += 1
+    return None
 
 
 def is_remote(url: str) -> bool:

@@ -115,6 +115,7 @@ def render_card(url: str, summary: dict, fps: float, token_dtype: str, stride: i
     """The card's Markdown for an output at `url` with its run `summary` (summary.json) and the decode settings
     that are not in the summary (`fps`, window `stride` in samples (None: = num_frames), `tail` policy)."""
     s = summary
+    partial_text = _partial_text(s)
     stride = stride or s["num_frames"]
     windows_text = ("consecutive, non-overlapping" if stride == s["num_frames"] else
                     f"a new window every {stride} samples") + f"; the samples after the last full window: `tail={tail}`"
@@ -156,7 +157,7 @@ Video tokens made by the vidtok-pipeline tokenize job (a re-implementation of Mi
 `jobs/tokenize_corpus.py`) from `{s['input']}`: one Parquet row per {'clip piece' if s.get('whole_clip') else 'window'}. Last run
 `{s['run_id']}`, card written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Plain Parquet: any reader works without this
 project's code.
-
+{partial_text}
 ## What the tokens are
 
 | | |
@@ -219,6 +220,13 @@ _stats/<run_id>.txt       Ray Data execution statistics of each run
 
 {blocks}
 """
+
+
+def _partial_text(s: dict) -> str:
+    if not s.get("partial"):
+        return ""
+    return (f"\n**Partial: {s['partial']}.** This output holds only the inputs a `limit=` run took; the others have "
+            "no status row yet and `_SUCCESS` is absent. Run the same command without `limit=` to complete it.\n")
 
 
 def write_card(layout: OutputLayout, summary: dict, cfg) -> str:

@@ -164,6 +164,7 @@ class Plan:
     total_inputs: int
     pending_bytes: int = 0  # summed source_size of the pending inputs that have one (sizing decode tasks)
     pending_sized: int = 0  # how many pending inputs have a source_size
+    limited: bool = False  # `limit=` left listed inputs without a status row out of this run (the output is partial)
 
 
 def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeState, run_id: str,
@@ -173,14 +174,20 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
     Inputs whose committed windows already reach their total (a crash between the last token shard and the status
     flush) are returned in `complete_without_decode`: the driver writes their status rows without decoding them again.
     `dry_run` counts without writing anything; `on_pending` sees every PLAN_SCHEMA chunk (the dry run's estimate).
+    `limit`: plan at most that many inputs; the listing is still read to its end, so `total_inputs` counts every
+    listed input and `limited` says whether the limit left any of them out (then the output cannot be complete).
     """
     done = state.done
     seen: set[str] = set()
     files, pending, skipped, dups, total = [], 0, 0, 0, 0
     pending_bytes = sized = 0
     complete: list[dict] = []
+    full = limited = False
     for chunk in chunks:
         total += chunk.num_rows
+        if full:  # the limit is reached: only count, and note whether an input was left out
+            limited = limited or any(s not in done and s not in seen for s in chunk.column("source").to_pylist())
+            continue
         keep, skip_w, prev = [], [], []
         for i, s in enumerate(chunk.column("source").to_pylist()):
             if s in done:
@@ -189,9 +196,10 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
             if s in seen:
                 dups += 1
                 continue
-            seen.add(s)
             if limit and pending + len(keep) + len(complete) >= limit:
+                limited = True
                 break
+            seen.add(s)
             ws, n = state.partial.get(s, ((), None))
             if n is not None and len(ws) >= n:
                 complete.append({**{c: chunk.column(c)[i].as_py() for c in chunk.column_names}, "num_windows": n})
@@ -212,10 +220,10 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
             if not dry_run:
                 files.append(layout.write_table(f"_plan/{run_id}/plan-{len(files):06d}.parquet", t))
             pending += len(keep)
-        if limit and pending + len(complete) >= limit:
-            break
+        full = bool(limit) and pending + len(complete) >= limit
     return Plan(files=files, pending=pending, skipped_done=skipped, complete_without_decode=complete,
-                duplicates_in_input=dups, total_inputs=total, pending_bytes=pending_bytes, pending_sized=sized)
+                duplicates_in_input=dups, total_inputs=total, pending_bytes=pending_bytes, pending_sized=sized,
+                limited=limited)
 
 
 def read_new_status(layout: OutputLayout, run_id: str, skip: set[str] = frozenset()) -> Iterator[dict]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
+from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig, check_preset
 from pipeline.decode import DecodeConfig
 from pipeline.decode.status import IO_ERROR, REASONS
 from pipeline.retry import RetryPolicy
@@ -114,7 +114,9 @@ class TokenizeJobConfig:
     data_dir: Optional[str] = None  # prefix for relative manifest paths (default: the manifest's folder)
     extensions: list[str] = field(default_factory=lambda: [
         ".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".flv", ".wmv", ".ogv"])
-    limit: Optional[int] = None  # process at most this many inputs (null = all); handy for a smoke run
+    append: bool = False  # add this input's videos to an output that holds another input's tokens (else refused)
+    limit: Optional[int] = None  # process at most this many inputs (null = all); a smoke run: the output stays partial
+    #                              (no _SUCCESS, summary "partial") until a run without limit completes it
     dry_run: bool = False  # list and plan, print counts and the estimated windows / video hours, write nothing
     dry_run_probe: int = 32  # dry run: inputs probed (container only, no decoding) to estimate windows; all if fewer
     progress_every_s: float = 30.0  # seconds between progress lines (and Ray metric updates) while the job runs
@@ -130,6 +132,7 @@ class TokenizeJobConfig:
     def __post_init__(self):
         _check(bool(self.output), "output must be set (a local folder or s3://bucket/prefix)")
         _check(bool(self.preset), "preset must name a VidTok preset (see vidtok.list_presets())")
+        check_preset("preset", self.preset)
         _check(self.limit is None or self.limit >= 1, f"limit must be >= 1 or null (all inputs), found {self.limit}")
         _check(self.dry_run_probe >= 0, f"dry_run_probe must be >= 0 (0: no estimate), found {self.dry_run_probe}")
         _check(self.progress_every_s > 0, f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")

@@ -25,12 +25,14 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
+from pipeline.config import ConfigError
 from pipeline.decode import DecodeConfig, DecodeError
 from pipeline.decode.probe import probe
 from pipeline.decode.resample import select_frames
 from pipeline.decode.source import open_source
 from pipeline.decode.status import CORRUPT, TOO_SHORT
 from pipeline.inputs import iter_inputs
+from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.commit import load_resume_state, write_plan
 from pipeline.tokenize.config import TokenizeJobConfig
@@ -52,6 +54,7 @@ class DryRunReport:
     duplicate_inputs_in_listing: int
     windows_committed: int
     settings_differ: dict = field(default_factory=dict)  # key -> (in _job.json, now): a run would refuse
+    refusal: str = ""  # why a run of the same command would refuse this output (pipeline/job_record.py), if it would
     probed: int = 0
     expected_windows: float = 0.0
     expected_video_hours: float = 0.0
@@ -73,9 +76,8 @@ class DryRunReport:
             f"  expected failures: {exp_fail}",
             f"  basis:            {self.estimate_basis}",
         ]
-        if self.settings_differ:
-            lines.append(f"  WARNING: settings differ from {self.output}/_job.json {self.settings_differ} (was, now): "
-                         "a run would refuse; use a new output=")
+        if self.refusal:
+            lines.append(f"  WARNING: a run would refuse this output: {self.refusal}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -123,12 +125,17 @@ def dry_run(cfg: TokenizeJobConfig) -> DryRunReport:
     from pipeline.tokenize.run import _token_info, input_source  # the run's own resolution of input and settings
 
     opts = cfg.storage.storage_options()
+    _, decode, _, _ = _token_info(cfg)
     source = input_source(cfg)
     layout = OutputLayout(cfg.output, opts)
-    _, decode, _, _ = _token_info(cfg)
-    found = layout.read_text("_job.json")
-    theirs = json.loads(found) if found else {}
-    differ = {k: (theirs.get(k), v) for k, v in cfg.identity(decode).items() if found and theirs.get(k) != v}
+    claim = OutputClaim(layout, "tokenize", cfg.identity(decode), source, cfg.append)
+    refusal = ""
+    try:
+        claim.check()
+    except ConfigError as e:
+        refusal = str(e)
+    was = (claim.found or {}).get("settings", claim.found or {})
+    differ = {k: (was.get(k), v) for k, v in cfg.identity(decode).items() if claim.found and was.get(k) != v}
     state = load_resume_state(layout)
     sampler = _Sampler(cfg.dry_run_probe)
     chunks = iter_inputs(source, extensions=cfg.extensions, storage_options=opts, column=cfg.manifest_column,
@@ -139,7 +146,7 @@ def dry_run(cfg: TokenizeJobConfig) -> DryRunReport:
         inputs_to_do=plan.pending + len(plan.complete_without_decode), inputs_to_decode=plan.pending,
         inputs_done_before=plan.skipped_done, failed_before=dict(sorted(state.failures.items())),
         duplicate_inputs_in_listing=plan.duplicates_in_input, windows_committed=state.committed_windows,
-        settings_differ=differ)
+        settings_differ=differ, refusal=refusal)
     _estimate(report, sampler, plan.pending, decode, opts)
     return report
 

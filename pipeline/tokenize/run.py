@@ -23,6 +23,7 @@ import math
 import time
 from array import array
 from collections import Counter
+from contextlib import ExitStack
 from typing import Iterable
 
 import numpy as np
@@ -31,10 +32,11 @@ import pyarrow as pa
 import ray
 
 from pipeline.config import ConfigError, to_yaml
+from pipeline.job_record import OutputClaim, listing_digest
 from pipeline.decode import DecodeConfig
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import iter_inputs
-from pipeline.ray_utils import init_ray
+from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.storage import OutputLayout, is_transient_error, sha256_of
 from pipeline.tokenize.card import write_card
 from pipeline.tokenize.commit import (
@@ -138,20 +140,6 @@ class StatusTracker:
             self.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
 
 
-def _check_identity(layout: OutputLayout, cfg: TokenizeJobConfig, decode: DecodeConfig) -> None:
-    """An output holds tokens of one configuration; a rerun with other settings must pick another output."""
-    mine = cfg.identity(decode)
-    found = layout.read_text("_job.json")
-    if found is None:
-        write_json(layout, "_job.json", mine)
-        return
-    theirs = json.loads(found)
-    diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
-    if diff:
-        raise ConfigError(f"output {cfg.output} holds tokens made with other settings {diff} (was, now): "
-                          "use a new output=..., or the same settings to resume")
-
-
 def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]:
     """(regularizer kind, decode settings resolved against the model, token shape, tokens_binary) without building
     the full-width model."""
@@ -229,20 +217,22 @@ def _short(e: BaseException) -> str:
 def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     t0 = time.time()
     opts = cfg.storage.storage_options()
+    kind, decode, token_shape, tokens_binary = _token_info(cfg)  # settings first: a bad one creates nothing
     source = input_source(cfg)
     layout = OutputLayout(cfg.output, opts, cfg.retry)
-    kind, decode, token_shape, tokens_binary = _token_info(cfg)
-    _check_identity(layout, cfg, decode)
+    claim = OutputClaim(layout, "tokenize", cfg.identity(decode), source, cfg.append).check()  # writes nothing
     sha = _checkpoint_sha(cfg)
     state = load_resume_state(layout, retry_permanent=cfg.retry.permanent)
     run_id = new_run_id()
-    chunks = iter_inputs(source, extensions=cfg.extensions, storage_options=opts, column=cfg.manifest_column,
-                         data_dir=cfg.data_dir)
+    listed: dict = {}
+    chunks = listing_digest(iter_inputs(source, extensions=cfg.extensions, storage_options=opts,
+                                        column=cfg.manifest_column, data_dir=cfg.data_dir), listed)
     plan = write_plan(layout, chunks, state, run_id, limit=cfg.limit or 0)
+    claim.record(listed.get("digest"))  # the job record, once the input was listed
     log.info("plan: %d inputs listed, %d already done, %d to decode (%d pending from earlier runs), %d complete "
              "without decoding (%.1f s)", plan.total_inputs, plan.skipped_done, plan.pending, len(state.pending),
              len(plan.complete_without_decode), time.time() - t0)
-    if plan.pending == 0 and not plan.complete_without_decode and layout.exists("_SUCCESS"):
+    if plan.pending == 0 and not plan.complete_without_decode and not plan.limited and layout.exists("_SUCCESS"):
         log.info("nothing to do: all %d inputs of %s already have status rows in %s", plan.skipped_done, source,
                  cfg.output)
         layout.remove(f"_plan/{run_id}", recursive=True)
@@ -258,13 +248,14 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     t_run = time.time()
     nodes: dict = {}
     stopped = None
+    logs = RayLogs(console=cfg.ray.console_logs)
     try:
         if plan.pending:
             frames = decode.max_frames if decode.whole_clip else decode.num_frames
             row_bytes = math.prod(token_shape) * (2 if tokens_binary else 4) + 64 * frames
             shard_rows = max(1, min(cfg.shards.shard_rows, int(cfg.shards.shard_max_mb * 2**20 // row_bytes)))
             nodes = _run_chain(cfg, plan, decode, layout, sha, tokens_binary, shard_rows, tracker, run_id,
-                               progress)
+                               progress, logs)
         tracker.maybe_flush(force=True)
         # committed by the decode stage; a task retried by Ray may have committed a source twice: newest wins
         tracker.settle(read_new_status(layout, run_id, skip=tracker.written))
@@ -274,6 +265,8 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
         stopped = _short(e)
         log.error("the run stopped on a storage error that outlasted retry.* (%s); everything committed stays "
                   "committed: re-run the same command to complete the output", stopped)
+    finally:
+        logs.keep(lambda data: layout.write_bytes(f"_logs/{run_id}.log", data))  # Ray's own lines, off the console
     progress.final()
     expected = plan.pending + len(plan.complete_without_decode)
     if stopped is None and (tracker.finished != expected or tracker.inflight):
@@ -281,13 +274,16 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
                            "missing windows); nothing is lost: rerun the same command to complete them")
     # pending = what a re-run will retry: rows left pending, plus (after a stop) inputs that got no row at all
     pending = sum(tracker.pending.values()) + max(0, expected - tracker.finished)
-    complete = stopped is None and pending == 0
+    # a limited run did what it was asked, but inputs it left out have no status row: never complete
+    partial = f"limit={cfg.limit} of {plan.total_inputs} listed" if plan.limited else None
+    complete = stopped is None and pending == 0 and partial is None
     done_reasons = Counter(state.failures)
     done_reasons.update({k: v for k, v in tracker.reasons.items() if k != "ok"})
     run_s = max(time.time() - t_run, 1e-9)
     size = list(decode.size) if isinstance(decode.size, tuple) else decode.size
     summary = {
         "output": cfg.output, "input": source, "run_id": run_id, "complete": complete, "nothing_to_do": False,
+        "partial": partial,
         "stopped": stopped, "inputs_pending": pending, "pending_by_reason": dict(sorted(tracker.pending.items())),
         "inputs_unfinished": max(0, expected - tracker.finished),
         "inputs_retried_this_run": tracker.retried,
@@ -303,6 +299,11 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
         "pipeline_time_s": round(run_s, 3), "windows_per_s": round(tracker.windows / run_s, 3),
         "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes,
     }
+    if partial and stopped is None and pending == 0:  # the limited run itself went well: say what is missing
+        log.warning("partial output (%s): _SUCCESS not written; run again without limit= to complete it", partial)
+        write_json(layout, "summary.json", summary)
+        write_card(layout, summary, cfg)
+        return summary
     if not complete:
         log.error("run %s incomplete: %d inputs pending %s%s; _SUCCESS not written. Re-run the same command to "
                   "retry them.", run_id, pending, summary["pending_by_reason"], f", stopped: {stopped}" if stopped else "")
@@ -319,11 +320,32 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     return summary
 
 
+def summary_text(summary: dict) -> str:
+    """The run's end on the console, a few lines: counts, failures by reason, where things are, the next command
+    (`summary.json` has everything)."""
+    out = summary["output"]
+    if summary.get("inputs_listed") is None:  # stopped before the plan
+        return f"stopped before planning: {summary.get('stopped')}"
+    failed = summary.get("failures_this_run") or {}
+    lines = [
+        f"done: {summary['inputs_this_run']} inputs this run ({summary['inputs_ok_this_run']} ok, "
+        f"{sum(failed.values())} failed), {summary['windows_this_run']} windows in {summary['wall_time_s']:.0f} s "
+        f"({summary['video_seconds_per_s']} video-s/s); {summary['windows_total']} windows in the output",
+        "failures by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(failed.items())) or "none")
+        + ("" if not failed else f" (the `message` of each status row says why: {out}/status/)"),
+        f"output: {out} (summary.json, README.md: the dataset card, _logs/: Ray's own output)",
+    ]
+    if summary.get("complete"):
+        lines.append(f"next: python jobs/reconstruct.py tokens={out} num_clips=2   # tokens back to video")
+    return "\n".join(lines)
+
+
 def _run_chain(cfg: TokenizeJobConfig, plan: Plan, decode: DecodeConfig, layout: OutputLayout, sha: str,
                tokens_binary: bool, shard_rows: int, tracker: StatusTracker, run_id: str,
-               progress: RunProgress) -> dict:
+               progress: RunProgress, logs: RayLogs) -> dict:
     """Run the Ray Data chain over the plan, feeding `tracker`; returns where the stages ran (RunNodes)."""
-    started = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
+    session = ExitStack()
+    session.enter_context(ray_session(cfg.ray, logs))  # Ray started or joined; stopped (if ours) in `finally`
     try:
         num_gpus = cfg.tokenizer.num_gpus
         if num_gpus is None:
@@ -349,5 +371,4 @@ def _run_chain(cfg: TokenizeJobConfig, plan: Plan, decode: DecodeConfig, layout:
             tracker.maybe_flush(force=True)  # what is committed stays committed, even if the chain failed
         except Exception as e:  # an outage: these rows are rebuilt from the committed token shards next run
             log.error("status rows of %d finished inputs not committed (%s)", len(tracker.buffer), e)
-        if started:
-            ray.shutdown()
+        session.close()

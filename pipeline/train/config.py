@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
+from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig, check_preset
 from pipeline.decode import DecodeConfig
 from vidtok.losses.vidtok_loss import LossConfig
 from vidtok.train_step import OptimConfig
@@ -93,6 +93,7 @@ class TrainConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self):
+        check_preset("preset", self.preset)
         if self.stage not in (1, 2):
             raise ValueError(f"stage={self.stage}: must be 1 (full model) or 2 (decoder only)")
         if self.schedule not in SCHEDULES:

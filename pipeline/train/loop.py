@@ -118,7 +118,9 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     paths = loop_cfg["paths"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] {LOG_FORMAT}")
+    # force: Ray configured this worker's root logger; the project's format lets the driver keep these lines on its
+    # console while Ray's own go to the run's _logs/ (pipeline/ray_utils.py: RayLogs)
+    logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] {LOG_FORMAT}", force=True)
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     device = ray.train.torch.get_device()
@@ -176,6 +178,11 @@ def after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, de
         metrics.update(timer.metrics(cfg.per_worker_batch), clips_seen=state.clips_seen * world)
         if tb is not None:
             tb.add(metrics, step)
+        if rank == 0:
+            log.info("step %d/%d: loss %.4g (rec %.4g)%s, %.2f clips/s per worker, data wait %.0f%%", step, cfg.steps,
+                     metrics.get("total_loss", float("nan")), metrics.get("rec_loss", float("nan")),
+                     "".join(f", {k} {metrics[k]:.4g}" for k in ("val/psnr", "val/ssim") if k in metrics),
+                     metrics["clips_per_s_per_worker"], 100 * metrics["window_data_wait_frac"])
     if do_ckpt:
         report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb)
     elif do_log:

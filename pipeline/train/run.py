@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import ray.train
@@ -23,8 +24,9 @@ from ray.train.torch import TorchTrainer
 from pipeline.config import to_yaml
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import list_urls
-from pipeline.ray_utils import init_ray
-from pipeline.storage import is_remote, join, local_path, write_bytes
+from pipeline.ray_utils import RayLogs, ray_session
+from pipeline.job_record import OutputClaim
+from pipeline.storage import OutputLayout, is_remote, join, local_path, write_bytes
 from pipeline.train.checkpoint import export_name, latest_checkpoint_dir, ray_storage
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import build_train_dataset
@@ -125,35 +127,47 @@ def run_training(cfg: TrainConfig, *, fail_at_step: int | None = None) -> TrainS
     # A private local Ray gets logical CPUs for the trainers ON TOP of the machine's cores: otherwise the trainers
     # take every CPU slot and the decode tasks they wait for can never be scheduled.
     local_cpus = cfg.ray.num_cpus or (os.cpu_count() or 1) + math.ceil(cfg.num_workers * cfg.cpus_per_worker)
-    started = init_ray(cfg.ray.address, num_cpus=local_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
+    paths = TrainPaths.of(cfg)
+    # the run dir is this run's alone: refused if it holds someone else's files (writes nothing; recorded below)
+    claim = OutputClaim(OutputLayout(paths.run_dir, cfg.storage_options), f"train-stage{cfg.stage}",
+                        {"preset": cfg.preset, "stage": cfg.stage}, cfg.input or None, append=True, data=("",),
+                        legacy="config.yaml").check()
+    logs = RayLogs(console=cfg.ray.console_logs)
     try:
-        paths = TrainPaths.of(cfg)
-        train_urls, val_urls = resolve_inputs(cfg, paths)
-        num_frames = cfg.decode.num_frames or preset_config(cfg.preset).default_num_frames
-        write_bytes(join(paths.run_dir, "config.yaml"), to_yaml(cfg).encode(), cfg.storage_options)
-        log.info("stage %d: %d training / %d validation videos, %d steps, global batch %d, %dx%d, %d frames, %d workers",
-                 cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, cfg.decode.size,
-                 cfg.decode.size, num_frames, cfg.num_workers)
-        ds = build_train_dataset(train_urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=num_frames,
-                                 decode=cfg.decode, clips_per_video=cfg.data.clips_per_video, seed=cfg.seed,
-                                 storage_options=cfg.storage_options, decode_task=cfg.decode_task)
-        storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"cfg": cfg, "paths": paths, "val_urls": val_urls, "num_frames": num_frames,
-                               "fail_at_step": fail_at_step},
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}),
-            run_config=ray.train.RunConfig(
-                name=cfg.name, storage_path=storage_path, storage_filesystem=storage_fs,
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-                failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
-            datasets={"train": ds},
-        )
-        result = trainer.fit()
-        ckpt = latest_checkpoint_dir(paths.run_dir, cfg.storage_options)
-        export = join(paths.run_dir, "export", export_name(cfg, cfg.steps)) if cfg.export else None
-        return TrainSummary(paths.run_dir, ckpt, export, dict(result.metrics or {}), paths.init_from)
-    finally:
-        if started:
-            ray.shutdown()
+        with ray_session(cfg.ray, logs, num_cpus=local_cpus):
+            return _run(cfg, paths, claim, fail_at_step)
+    finally:  # Ray's own output (progress bars, Ray Train's lines), off the console
+        logs.keep(lambda data: write_bytes(join(paths.run_dir, "_logs", time.strftime("%Y%m%dT%H%M%SZ.log",
+                                                                                      time.gmtime())),
+                                           data, cfg.storage_options))
+
+
+def _run(cfg: TrainConfig, paths: TrainPaths, claim: OutputClaim, fail_at_step: int | None) -> TrainSummary:
+    """The stage on a Ray that is up: list, record the run, build the data, fit."""
+    train_urls, val_urls = resolve_inputs(cfg, paths)
+    claim.record()
+    num_frames = cfg.decode.num_frames or preset_config(cfg.preset).default_num_frames
+    write_bytes(join(paths.run_dir, "config.yaml"), to_yaml(cfg).encode(), cfg.storage_options)
+    log.info("stage %d: %d training / %d validation videos, %d steps, global batch %d, %dx%d, %d frames, %d workers",
+             cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, cfg.decode.size,
+             cfg.decode.size, num_frames, cfg.num_workers)
+    ds = build_train_dataset(train_urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=num_frames,
+                             decode=cfg.decode, clips_per_video=cfg.data.clips_per_video, seed=cfg.seed,
+                             storage_options=cfg.storage_options, decode_task=cfg.decode_task)
+    storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg, "paths": paths, "val_urls": val_urls, "num_frames": num_frames,
+                           "fail_at_step": fail_at_step},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=cfg.name, storage_path=storage_path, storage_filesystem=storage_fs,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
+        datasets={"train": ds},
+    )
+    result = trainer.fit()
+    ckpt = latest_checkpoint_dir(paths.run_dir, cfg.storage_options)
+    export = join(paths.run_dir, "export", export_name(cfg, cfg.steps)) if cfg.export else None
+    return TrainSummary(paths.run_dir, ckpt, export, dict(result.metrics or {}), paths.init_from)
