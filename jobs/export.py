@@ -14,11 +14,16 @@ from pathlib import Path
 
 from pipeline.cli import run_job
 from pipeline.config import ConfigError, to_yaml
-from pipeline.storage import join, write_bytes
+from pipeline.job_record import OutputClaim
+from pipeline.storage import OutputLayout, join, write_bytes
 from vidtok.export import DiffusersExportRefused, ExportConfig, run_export
 
 
 def main(cfg: ExportConfig) -> int:
+    # the output folder is this export's alone: a folder of the user's is refused, never written into
+    claim = OutputClaim(OutputLayout(cfg.output), "export", {"preset": cfg.preset}, cfg.checkpoint, append=True,
+                        data=("",), legacy="export_config.yaml").check()
+    claim.record()  # before the files, so an export that fails half-way leaves a folder the next try accepts
     try:
         results = run_export(cfg)
     except (DiffusersExportRefused, ValueError, FileNotFoundError) as e:

@@ -103,7 +103,11 @@ def load_config(schema: type[T], yaml_path: str | Path | None = None, overrides:
         obj = OmegaConf.to_object(merged)
     except (ConfigAttributeError, ConfigKeyError) as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None) or str(e)
-        raise ConfigError(f"unknown config key {key!r} (from {source}); valid keys: {_valid_keys(base)}") from None
+        import difflib
+
+        close = difflib.get_close_matches(str(key), _valid_keys(base).split(", "), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ConfigError(f"unknown config key {key!r} (from {source}); {hint}valid keys: {_valid_keys(base)}") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         raise ConfigError(f"bad value for config key {key!r} (from {source}): {e.msg if hasattr(e, 'msg') else e}") from None

@@ -132,7 +132,9 @@ class OutputClaim:
         return self.found is not None and self._holds_data()
 
     def _holds_data(self) -> bool:
-        return any(self.layout.list(d, suffix="") for d in self.data)
+        skip = PRE_RECORD_NAMES | {RECORD}
+        return any(posixpath.basename(p.rstrip("/")) not in skip for d in self.data
+                   for p in self.layout.list(d, suffix=""))
 
     def _top_names(self) -> list[str]:
         """Names directly under the folder (folders with a trailing '/'); [] when it does not exist."""

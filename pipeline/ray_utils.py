@@ -61,6 +61,7 @@ def init_ray(
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address != "local":
         log.info("connecting to Ray at %s", address)
+        _check_reachable(address)
         try:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
         except Exception as e:
@@ -90,6 +91,21 @@ def init_ray(
                             "/dev/shm and the temp disk, set VIDTOK_RAY_TMP to a short local folder, or join a "
                             "running Ray with ray.address=") from e
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A `host:port` address must accept a TCP connection: `ray.init` would otherwise retry for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", "ray://...": Ray resolves these itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise RayStartError(f"nothing answers at ray.address={address} ({e}): start the cluster's head there "
+                            "(`ray start --head`), fix the address, or leave ray.address unset for a private "
+                            "local Ray") from None
 
 
 def _line(e: BaseException) -> str:

@@ -117,30 +117,41 @@ class S3Server:
         return name
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """Start `moto.server` on 127.0.0.1 (a real HTTP S3 endpoint) for the whole session."""
+def start_moto(**env: str) -> tuple[subprocess.Popen, str]:
+    """Start `moto.server` on a free 127.0.0.1 port (extra environment `env`, e.g. INITIAL_NO_AUTH_ACTION_COUNT=0 for
+    a server that checks credentials); returns (process, endpoint URL) once it accepts connections."""
     port = _free_port()
-    env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
+        env={**os.environ, **env},
     )
-    endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+                return proc, f"http://127.0.0.1:{port}"
         except OSError:
             if proc.poll() is not None:
                 raise RuntimeError("moto server exited at start: is moto[server] installed (pip install -e '.[test]')?")
             time.sleep(0.2)
-    else:
+    proc.kill()
+    raise RuntimeError("moto server did not start within 60 s")
+
+
+def stop_moto(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
         proc.kill()
-        raise RuntimeError("moto server did not start within 60 s")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """Start `moto.server` on 127.0.0.1 (a real HTTP S3 endpoint) for the whole session."""
+    proc, endpoint = start_moto()
     server = S3Server(endpoint_url=endpoint)
     old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
     os.environ.update(
@@ -157,11 +168,7 @@ def s3_server():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_moto(proc)
 
 
 @pytest.fixture

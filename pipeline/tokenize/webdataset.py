@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline.config import StorageConfig
+from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout, join
 from pipeline.tokenize.schema import decode_tokens
 
@@ -101,6 +102,9 @@ def export_webdataset(cfg: ExportConfig) -> dict:
                     "(re-run the export afterwards: it adds only the new ones)", cfg.tokens)
     out_url = cfg.output or join(cfg.tokens, "webdataset")
     dst = OutputLayout(out_url, opts)
+    # the folder is this export's alone (never a user's folder); one token output per WebDataset folder
+    claim = OutputClaim(dst, "export-webdataset", {}, src.url_of(), data=("",), legacy="index.json").check()
+    claim.record()
     have = {posixpath.basename(p) for p in dst.list("", suffix=".tar")}
     todo = [s for s in shards if tar_name(s) not in have]
 
