@@ -149,7 +149,7 @@ def test_golden_subset_equals_the_spec_copy(spec_dir):
 
 
 def test_spec_missing_fails_under_ci_and_skips_elsewhere(monkeypatch):
-    """Without the spec folder a test skips on a developer's clone and fails when CI=true, so CI cannot pass by skipping."""
+    """Without the spec folder a test skips on a clone and fails when CI=true, so CI cannot pass by skipping."""
     from tests.conftest import spec_missing
 
     monkeypatch.setenv("CI", "true")
