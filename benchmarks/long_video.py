@@ -13,7 +13,7 @@ windows: frame indices, timestamps and token ids per (source, window_index). REF
 ``decode.backend=pyav``, the path ``auto`` takes now (REF's ``auto`` was decord, whose colour conversion differs by a
 grey level, so its tokens would differ for that reason alone).
 
-    python benchmarks/long_video.py --minutes 120            # the 2-hour video (generation takes a while)
+    python benchmarks/long_video.py --minutes 120            # a 2-hour video (generation takes a while)
     python benchmarks/long_video.py --minutes 120 --stride 340 --batch-size 2   # 2 h vs 2 min, ~15 min here
     python benchmarks/long_video.py --minutes 20 --stride 340 --baseline 22c28a4
     python benchmarks/long_video.py --decode-only 160x90 --minutes 30 --short-minutes 3 --baseline 22c28a4

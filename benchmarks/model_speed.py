@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/model_speed.py [PRESET] [--frames 17] [--size 256] [--runs 3] [--threads 2]
         [--baseline-rev 29f4343] [--out result.json]
 
-The baseline is the `vidtok/` package of `--baseline-rev` (default: 29f4343, the commit before the issue-14 speed
-work), extracted with `git archive` into a temporary folder (the repository is only read). Every measurement runs in
+The baseline is the `vidtok/` package of `--baseline-rev` (default: 29f4343, the commit before the speed
+work of docs/benchmarks.md), extracted with `git archive` into a temporary folder (the repository is only read). Every measurement runs in
 its own fresh subprocess that imports either that copy or this checkout's `vidtok`, so peak RSS
 (`resource.getrusage(...).ru_maxrss`: weights, input and the phase itself) is per phase and per implementation.
 Rounds interleave baseline and new (enc-base, enc-new, dec-base, dec-new, ...) so a change of machine load hits

@@ -1,4 +1,4 @@
-"""The house rules of STYLE.md as a test, by folder: which package may import which, and jobs stay thin.
+"""The house rules (README "Layout") as a test, by folder: which package may import which, and jobs stay thin.
 
     jobs/ -> pipeline/{tokenize, train, evaluate} -> pipeline/decode -> vidtok/
     pipeline/{config, storage, inputs, cli, ray_utils} sit beneath them all; train may use evaluate's metrics.

@@ -1,6 +1,7 @@
 """vidtok: a checkpoint-exact PyTorch re-implementation of Microsoft VidTok (causal v1.0 / v1.1, non-causal; FSQ / KL).
 
-Spec: ../shared/vidtok-spec (ARCHITECTURE.md, checkpoints.md). Pure PyTorch: no Ray, no storage, no video decoding.
+Spec: the vidtok-spec folder (not in the repository; docs/spec.md says what it holds and where the official code
+is). Pure PyTorch: no Ray, no storage, no video decoding.
 
     from vidtok import VidTok
     model = VidTok.from_pretrained("vidtok_fsq_causal_488_32768", "vidtok_fsq_causal_488_32768.ckpt")

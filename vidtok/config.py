@@ -1,6 +1,6 @@
 """`VidTokConfig`: the typed schema of one VidTok tokenizer, and how it is read from an official YAML config.
 
-Spec: vidtok-spec/ARCHITECTURE.md §2 (config -> structure) and checkpoints.md §4 (target strings choose classes).
+Spec: ARCHITECTURE.md §2 (config -> structure) and checkpoints.md §4 (target strings choose classes).
 The official configs name Python classes (`target: vidtok.modules.model_3dcausal_v1_1.EncoderCausal3DPadding`);
 here those strings are only *keys* of a closed registry that maps them onto a family ('causal_v1_0' |
 'causal_v1_1' | 'noncausal') and a regularizer ('fsq' | 'kl'). Nothing is imported from a config string, and an

@@ -222,7 +222,7 @@ class FeatureStats:
 
     @property
     def cov(self) -> np.ndarray:
-        """`(D, D)` float64 unbiased covariance (zeros for a single row, as `pipeline/evaluate.py` did)."""
+        """`(D, D)` float64 unbiased covariance (zeros for a single row)."""
         if self.count == 0:
             raise ValueError("no features accumulated yet")
         return self._m2 / (self.count - 1) if self.count > 1 else np.zeros_like(self._m2)

@@ -1,6 +1,6 @@
 """One VidTok training step in pure PyTorch (spec §11–§12): generator update, then discriminator update, each with
 its own Adam and gradient-norm clipping at 20, under optional bf16 autocast. Runs on a laptop without Ray; the Ray
-Train loop (`pipeline/train.py`) wraps the same `TrainEngine` in DistributedDataParallel and calls the same step.
+Train loop (`pipeline/train/loop.py`) wraps the same `TrainEngine` in DistributedDataParallel and calls the same step.
 
 Why one `TrainEngine` module: DDP only synchronises what runs through a wrapped module's `forward`. Putting the
 model and the loss (logvar, discriminator) behind one `forward(phase=...)` lets a single DDP wrapper average every

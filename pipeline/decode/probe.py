@@ -5,7 +5,7 @@ to learn the frame count, each packet's presentation time, and whether the file 
 promises. From that it classifies broken inputs (``not_a_video``, ``truncated``, ``unsupported_codec``,
 ``corrupt``) and says which backend can be trusted:
 
-* **decord** only where it was measured right (issue: H.264/HEVC/VP9/MPEG-4 in MP4/MOV/MKV/WebM; MPEG-4 part 2 only
+* **decord** only where it was measured right (H.264/HEVC/VP9/MPEG-4 in MP4/MOV/MKV/WebM; MPEG-4 part 2 only
   without B-frames, see ``DECORD_NO_REORDER``) *and* the demuxed timestamps are complete, finite and unique —
   decord orders frames by the same timestamps, and the decord path checks its frame list against them;
 * **pyav** everywhere FFmpeg can decode, including what decord gets wrong or cannot open: AVI (no presentation
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 DECORD_FORMATS = {"mov", "mp4", "matroska", "webm"}  # FFmpeg demuxer names (split from "mov,mp4,m4a,...")
 DECORD_CODECS = {"h264", "hevc", "vp9", "mpeg4"}
 # ... except these when frames are reordered (B-frames): decord returns frames 2 late for MPEG-4 part 2 with B-frames
-# in MP4 (found by tests/test_decode_matrix.py).
+# in MP4 (found by tests/decode/test_matrix.py).
 DECORD_NO_REORDER = {"mpeg4"}
 # Formats whose packet timestamps are real presentation times (AVI has none; MPEG-PS has gaps).
 PTS_FORMATS = {"mov", "mp4", "matroska", "webm"}

@@ -1,4 +1,4 @@
-"""Resample a video to a fixed rate by presentation timestamps (the sampling rule of DESIGN.md).
+"""Resample a video to a fixed rate by presentation timestamps (the project's sampling rule, stated below).
 
 Rule. Let ``p_0 < p_1 < ... < p_{F-1}`` be the frames' presentation times in presentation order and ``e`` the end of
 the last frame's display (``p_{F-1}`` plus its duration). Frame i is *on screen* during ``[p_i, p_{i+1})`` (the last

@@ -1,4 +1,4 @@
-"""Decode any real-world video into exactly-``fps`` frames and fixed-length windows (the decode issue).
+"""Decode any real-world video into exactly-``fps`` frames and fixed-length windows.
 
 Entry points:
 

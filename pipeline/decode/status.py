@@ -4,7 +4,7 @@ Every input to the decode stage ends as ``ok`` (windows) or exactly one of these
 are coarse on purpose so a corpus summary can count them; the message keeps the detail (FFmpeg's words, the byte
 counts, the limit that was hit).
 
-Two kinds (DESIGN.md: "a status row is final only for a permanent failure"):
+Two kinds (the design rule: "a status row is final only for a permanent failure"):
 
 * **permanent** — the file itself is bad (or absent): trying again gives the same answer. Its status row is final.
 * **transient** — the store, the network or a stalled read: ``io_error`` is retried inside the run and, if it still

@@ -7,7 +7,7 @@ Training stream (Ray Data, streaming into `TorchTrainer` workers):
 
 * Each item names one video (pass p = item // n_videos visits every video once, in an order that changes per pass)
   and yields `clips_per_video` random windows of `num_frames` consecutive 3 FPS samples, short side resized to
-  `size` and centre-cropped (the decode issue's `iter_windows`, isolated and time-limited; a bad video yields no
+  `size` and centre-cropped (`pipeline.decode.iter_windows`, isolated and time-limited; a bad video yields no
   clip and a log line, never a crash).
 * Only the window is decoded: the probe's timestamps give the N sample times without decoding, the start is drawn
   from them (`pipeline.decode.windows.RandomWindows` over the stride-1 windows), and the decoder seeks to the key

@@ -1,4 +1,4 @@
-"""Every codec × container × rate of ``tests/media.py`` gives exactly the frames the sampling rule names.
+"""Every codec × container × rate of ``tests/decode/media.py`` gives exactly the frames the sampling rule names.
 
 The expected frames are computed here, independently of ``pipeline.resample``, from the *true* frame times the
 writer used (exact fractions for constant rates), and the frames actually returned are identified by reading the

@@ -1,9 +1,9 @@
 """Parity of this VidTok with diffusers' `AutoencoderVidTok` on the same weights, and the pinned gaps between them.
 
 Tiny presets (ch=8), every parameter redrawn (the official zero-init of temporal conv2 included, `randomize`), a few
-frames at 16×24 (non-square on purpose), each case computed once, so the file runs in well under a minute. The golden cases (tests/test_vidtok_golden.py) referee this
-implementation against the official code; here diffusers is compared with it, and, where the spec is present, with
-the golden outputs directly.
+frames at 16×24 (non-square on purpose), each case computed once, so the file runs in well under a minute. The
+golden cases (tests/vidtok/test_golden.py) referee this implementation against the official code; here diffusers is
+compared with it, and with the golden outputs directly (the spec's full set, or the subset in tests/data/golden/).
 
 How the two APIs line up (v1.1 causal with T = 1 + k·tdf, non-causal with T = 16k):
 
@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -44,7 +42,7 @@ import torch
 pytest.importorskip("diffusers", minversion="0.42.1",
                     reason="diffusers>=0.42.1 (AutoencoderVidTok) is not installed: pip install -e '.[interop]'")
 
-from tests.conftest import find_spec_dir  # noqa: E402
+from tests.conftest import golden_cases, golden_dir  # noqa: E402
 from tests.vidtok.test_properties import randomize, video  # noqa: E402
 from vidtok import VidTok  # noqa: E402
 from vidtok.checkpoint import extract_inference_state_dict  # noqa: E402
@@ -200,13 +198,10 @@ def test_official_keys_load_into_diffusers_unchanged():
 
 
 # ------------------------------------------------------------------------------------------------ golden referee
-SPEC = find_spec_dir() or Path(os.environ.get("VIDTOK_SPEC_DIR", "vidtok-spec"))
-GOLDEN = SPEC / "golden"
-FAITHFUL_GOLDEN = sorted(p.name for p in GOLDEN.iterdir() if (p / "meta.json").exists()
-                         and not p.name.startswith("v10_")) if GOLDEN.is_dir() else []
+GOLDEN = golden_dir()  # the spec's full set when found, else the repo's subset (never empty)
+FAITHFUL_GOLDEN = [c for c in golden_cases(GOLDEN) if not c.startswith("v10_")]
 
 
-@pytest.mark.skipif(not FAITHFUL_GOLDEN, reason=f"no golden vectors at {GOLDEN}; set VIDTOK_SPEC_DIR")
 @pytest.mark.parametrize("case", FAITHFUL_GOLDEN)
 def test_diffusers_matches_golden_official_outputs(case):
     """v1.1 and non-causal golden cases: diffusers on the official state dict gives the official recon (and ids)."""
@@ -274,8 +269,6 @@ def test_diffusers_gap_v11_frame_count_not_1_mod_tdf():
     assert gap > 0.1, f"T=18 reconstructions agree (max diff {gap:.3e}); {FIXED_MSG}"
 
 
-@pytest.mark.skipif(not (GOLDEN / "v10_causal_fsq_488_262144" / "meta.json").exists(),
-                    reason=f"no golden case v10_causal_fsq_488_262144 at {GOLDEN}; set VIDTOK_SPEC_DIR")
 def test_diffusers_gap_v10_golden_ids_differ_from_official():
     """PINNED GAP 1 on the official outputs: diffusers on the v1.0 golden state dict misses most official FSQ ids."""
     from diffusers import AutoencoderVidTok

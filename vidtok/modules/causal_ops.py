@@ -9,7 +9,7 @@ Each class takes `v1_1`:
   call never reads it, so outputs are identical).
 Parameters are wrapped exactly like the official modules (`<name>.conv.weight`), so keys load unchanged.
 
-Speed (issue 14): the time padding is one `F.pad`/`cat` copy and the symmetric spatial padding is done by the conv
+Speed (docs/benchmarks.md): the time padding is one `F.pad`/`cat` copy and the symmetric spatial padding is done by the conv
 itself (the official code copies the input twice); `CausalConv1d` runs on the channels-last video directly
 (`layers.conv_time`); the AlphaBlenders share one padded input between their branches and mix in place
 (`layers.alpha_blend`); the x2 nearest temporal up-sampler convolves the low-frame-rate input in two time phases

@@ -4,7 +4,7 @@ VidTok factorises space and time: 2-D blocks run per frame on `(B*T, C, H, W)`, 
 pixel. Module and attribute names match the official ones (`norm1.norm`, `conv1`, `nin_shortcut`,
 `downsample.conv`, ...) so official state-dict keys load without any renaming.
 
-Speed (issue 14, figures in docs/benchmarks.md). Activations keep the logical layout (B, C, T, H, W) but live in
+Speed (figures in docs/benchmarks.md). Activations keep the logical layout (B, C, T, H, W) but live in
 channels-last memory (B, T, H, W, C) (`torch.channels_last_3d`) from the encoder/decoder input to its output:
 * the channel LayerNorm then normalises the contiguous last dimension, with no permute copies;
 * the per-frame view (B*T, C, H, W) is a free reshape and feeds oneDNN's native NHWC convolutions;
@@ -266,7 +266,7 @@ class Downsample(nn.Module):
         return self.conv(zero_pad(x, (0, 1, 0, 1)))
 
 
-# Nearest x2 followed by a kernel-3 conv, computed on the low-resolution input (issue 14). Output sample 2i+a of the
+# Nearest x2 followed by a kernel-3 conv, computed on the low-resolution input (for speed). Output sample 2i+a of the
 # conv reads three up-sampled samples that are only two distinct input samples, so each phase a in {0, 1} is a
 # kernel-2 conv of the input whose taps are sums of the original taps. `_PHASE_TAPS[mode][a]` maps the 3 taps to
 # the 2 (rows: new tap, columns: old tap):
