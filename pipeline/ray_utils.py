@@ -27,6 +27,7 @@ from pathlib import Path
 from pipeline.errors import RayStartError
 
 log = logging.getLogger(__name__)
+LOCAL_START_ATTEMPTS = 2  # a private Ray that times out at start on a loaded machine usually starts the second time
 WORKER_LOG_CAP_BYTES = 16 << 20  # workers' log lines copied into RayLogs.path at the end of a private local Ray
 
 DEFAULT_LOCAL_OBJECT_STORE_BYTES = 1 << 30  # 1 GiB: plenty for the sample corpus; bounded on shared machines
@@ -69,28 +70,34 @@ def init_ray(
                                 "(`ray status` there), the address (ray.address= or RAY_ADDRESS) and, with Ray's "
                                 "token authentication, RAY_AUTH_MODE=token and the token") from e
         return False
-    temp_dir = temp_dir or local_temp_dir()
-    log.info("starting a private local Ray (temp dir %s)", temp_dir)
-    try:
-        ray.init(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            object_store_memory=object_store_memory or DEFAULT_LOCAL_OBJECT_STORE_BYTES,
-            include_dashboard=False,
-            _temp_dir=temp_dir,
-            runtime_env=runtime_env,
-            log_to_driver=log_to_driver,
-        )
-    except Exception as e:
+    last = None
+    for attempt in range(LOCAL_START_ATTEMPTS):
+        temp_dir = temp_dir or local_temp_dir()
+        os.makedirs(temp_dir, exist_ok=True)
+        log.info("starting a private local Ray (temp dir %s)", temp_dir)
         try:
-            ray.shutdown()
-        finally:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        raise RayStartError(f"a private local Ray did not start ({_line(e)}): on a loaded or shared machine this "
-                            "passes on a second try; otherwise lower ray.num_cpus / ray.object_store_mb, free "
-                            "/dev/shm and the temp disk, set VIDTOK_RAY_TMP to a short local folder, or join a "
-                            "running Ray with ray.address=") from e
-    return True
+            ray.init(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                object_store_memory=object_store_memory or DEFAULT_LOCAL_OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                _temp_dir=temp_dir,
+                runtime_env=runtime_env,
+                log_to_driver=log_to_driver,
+            )
+            return True
+        except Exception as e:  # e.g. "The current node timed out during startup" on a loaded machine
+            last = e
+            try:
+                ray.shutdown()
+            finally:
+                shutil.rmtree(temp_dir, ignore_errors=True)  # the same folder again: the caller may remove it
+            if attempt + 1 < LOCAL_START_ATTEMPTS:
+                log.warning("the private local Ray did not start (%s): trying once more", _line(e))
+    raise RayStartError(f"a private local Ray did not start ({_line(last)}), twice: on a loaded or shared machine "
+                        "wait a little and run again; otherwise lower ray.num_cpus / ray.object_store_mb, free "
+                        "/dev/shm and the temp disk, set VIDTOK_RAY_TMP to a short local folder, or join a running "
+                        "Ray with ray.address=") from last
 
 
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:

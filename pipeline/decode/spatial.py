@@ -68,6 +68,15 @@ def output_shape(height: int, width: int, size: Size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else size
 
 
+def crop_dropped(height: int, width: int, out: tuple[int, int]) -> float:
+    """Share of a ``height × width`` frame's pixels that resizing to cover ``out`` (h, w) and centre-cropping drops
+    (0.0 when the aspect ratios match; a 16:9 frame into a square loses 43.75 %)."""
+    if not height or not width:
+        return 0.0
+    rh, rw = resized_shape(height, width, tuple(out))
+    return max(0.0, 1.0 - (out[0] * out[1]) / float(rh * rw))
+
+
 def _crop_offsets(resized: tuple[int, int], out: tuple[int, int]) -> tuple[int, int]:
     """(top, left) of the center crop, as torchvision's center_crop rounds them."""
     return int(round((resized[0] - out[0]) / 2.0)), int(round((resized[1] - out[1]) / 2.0))

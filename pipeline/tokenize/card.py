@@ -116,6 +116,7 @@ def render_card(url: str, summary: dict, fps: float, token_dtype: str, stride: i
     that are not in the summary (`fps`, window `stride` in samples (None: = num_frames), `tail` policy)."""
     s = summary
     partial_text = _partial_text(s)
+    crop_text = _crop_text(s)
     stride = stride or s["num_frames"]
     windows_text = ("consecutive, non-overlapping" if stride == s["num_frames"] else
                     f"a new window every {stride} samples") + f"; the samples after the last full window: `tail={tail}`"
@@ -166,6 +167,7 @@ project's code.
 | weights | {weights} |
 | sampling | {fps:g} frames per second by presentation timestamps (`t_k = t_0 + k / {fps:g}`, the frame on screen at `t_k`) |
 | frame size | {size_text} (short side resized, bilinear + antialias, centre crop) |
+| centre crop | {crop_text} |
 | frames per window | {frames_text} |
 | token dtype | `{token_dtype}` |
 | token shape | {shape_text}, C order, flattened in the `tokens` column |
@@ -220,6 +222,16 @@ _stats/<run_id>.txt       Ray Data execution statistics of each run
 
 {blocks}
 """
+
+
+def _crop_text(s: dict) -> str:
+    c = s.get("crop_this_run") or {}
+    if not c.get("inputs_cropped"):
+        return "no input of the last run had another aspect ratio than the window: nothing dropped"
+    return (f"{c['inputs_cropped']} inputs of the last run had another aspect ratio than the window: the crop dropped "
+            f"{100 * c['mean_dropped']:.1f} % of their pixels on average (at most {100 * c['max_dropped']:.1f} %; per "
+            "input: `crop_dropped` in `status/`). `decode.buckets=[[256,256],[256,448],[448,256]]` keeps more of "
+            "each frame")
 
 
 def _partial_text(s: dict) -> str:

@@ -67,6 +67,7 @@ class StatusTracker:
         self.reasons: Counter = Counter()  # final rows of this run by status
         self.pending: Counter = Counter()  # pending rows (transient to the end) of this run by status
         self.retried = 0  # inputs that needed more than one decode try
+        self.cropped, self.crop_sum, self.crop_max = 0, 0.0, 0.0  # inputs whose frames the centre crop cut
         # sources this driver settled, as 64-bit hashes with their rows' commit times (16 bytes per input: flat
         # enough at millions), so a decode-stage row for the same source (a Ray task retried after it wrote one)
         # is counted once, by "newest row wins" (`settle`)
@@ -95,6 +96,15 @@ class StatusTracker:
         (self.reasons if row.get("final", True) else self.pending)[row.get("status", "ok")] += 1
         self.retried += int((row.get("attempts") or 1) > 1)
         self.video_s += row.get("source_duration_s") or 0.0
+        if (row.get("crop_dropped") or 0.0) > 0.005:  # rounding of the resize is not a crop worth reporting
+            self.cropped += 1
+            self.crop_sum += row["crop_dropped"]
+            self.crop_max = max(self.crop_max, row["crop_dropped"])
+
+    def crop(self) -> dict:
+        """What the centre crop took from this run's inputs (summary and card)."""
+        return {"inputs_cropped": self.cropped, "mean_dropped": round(self.crop_sum / max(self.cropped, 1), 4),
+                "max_dropped": round(self.crop_max, 4)}
 
     def maybe_flush(self, force: bool = False) -> None:
         due = len(self.buffer) >= self.every_inputs or time.time() - self.last_flush >= self.every_s
@@ -297,7 +307,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
         "windows_this_run": tracker.windows, "windows_total": state.committed_windows + tracker.windows,
         "duplicate_windows_found": state.duplicate_windows, "wall_time_s": round(time.time() - t0, 3),
         "pipeline_time_s": round(run_s, 3), "windows_per_s": round(tracker.windows / run_s, 3),
-        "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes,
+        "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes, "crop_this_run": tracker.crop(),
     }
     if partial and stopped is None and pending == 0:  # the limited run itself went well: say what is missing
         log.warning("partial output (%s): _SUCCESS not written; run again without limit= to complete it", partial)

@@ -62,6 +62,7 @@ _WINDOW_FIELDS = [
     pa.field("width", pa.int32()),  # pixels of the tokenized frames
     pa.field("decode_backend", pa.string()),  # decord | pyav
     pa.field("bucket", pa.string()),  # "<h>x<w>" of the decode.buckets entry the input went to (null without buckets)
+    pa.field("crop_dropped", pa.float64()),  # share of the source's displayed pixels the centre crop dropped (0: same aspect; decode.buckets keeps more)
 ]
 _TOKEN_FIELDS = [
     pa.field("tokenizer", pa.string()),  # VidTok preset name
@@ -99,7 +100,7 @@ def token_schema(tokens_binary: bool) -> pa.Schema:
 
 WRITTEN_SCHEMA = pa.schema(_SOURCE_FIELDS + [
     pa.field("decode_backend", pa.string()), pa.field("window_index", pa.int32()), pa.field("num_windows", pa.int32()),
-    _PREV, _TRIES, pa.field("shard", pa.string()),  # the token shard that holds the window
+    pa.field("crop_dropped", pa.float64()), _PREV, _TRIES, pa.field("shard", pa.string()),  # the shard holding it
 ])
 
 
@@ -112,6 +113,7 @@ STATUS_SCHEMA = pa.schema(
         pa.field("source_fps", pa.float64()),
         pa.field("source_duration_s", pa.float64()),
         pa.field("decode_backend", pa.string()),
+        pa.field("crop_dropped", pa.float64()),  # share of the source's pixels the centre crop dropped (null: no windows)
         # False only for a transient failure still failing at the end of a run (status io_error): the input is
         # pending, the run is not complete, the next run retries it. Readers keep the newest row per source.
         pa.field("final", pa.bool_(), nullable=False),

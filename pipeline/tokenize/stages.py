@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.decode import DecodeConfig, iter_windows
+from pipeline.decode.spatial import crop_dropped
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
 from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
@@ -156,7 +157,8 @@ class DecodeInputs:
         h, w = chunk[0].frames.shape[1:3]
         base = {**self._info(row, res), "attempts": tries, "num_windows": res.num_windows_total,
                 "sample_fps": float(self.cfg.fps),
-                "bucket": f"{h}x{w}" if self.cfg.buckets else None}
+                "bucket": f"{h}x{w}" if self.cfg.buckets else None,
+                "crop_dropped": round(crop_dropped(res.height, res.width, (h, w)), 6)}
         return window_table(base, chunk, np.stack([w.frames for w in chunk]))
 
 
