@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import RayStartError
+from pipeline.storage import is_remote
 
 log = logging.getLogger(__name__)
 LOCAL_START_ATTEMPTS = 2  # a private Ray that times out at start on a loaded machine usually starts the second time
@@ -105,7 +106,7 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
     import socket
 
     host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
+    if is_remote(address) or not host or not port.isdigit():
         return  # "auto", "ray://...": Ray resolves these itself
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
@@ -211,7 +212,12 @@ class RayLogs:
 
     def keep(self, write_bytes) -> None:
         """Hand the file's bytes to `write_bytes` (e.g. a layout's `_logs/<run>.log` writer) if there are any, then
-        remove the local file. Never raises: the logs are informational."""
+        remove the local file; `write_bytes=None` (a job without an output folder): leave the file, log its path.
+        Never raises: the logs are informational."""
+        if write_bytes is None:
+            if not self.console and os.path.getsize(self.path):
+                log.info("Ray's own output of this run: %s", self.path)
+            return
         try:
             data = self.read()
             if data.strip():

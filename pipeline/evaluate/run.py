@@ -28,7 +28,7 @@ from pipeline.decode import DecodeConfig, decode_windows
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.evaluate.metrics import MetricSums, accumulate_clips, load_i3d
 from pipeline.inputs import list_urls
-from pipeline.ray_utils import init_ray
+from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.storage import local_copy, write_bytes
 from vidtok import VidTok
 from vidtok.losses import build_lpips
@@ -122,14 +122,14 @@ def _evaluate_all(cfg: EvaluateConfig, checkpoint: str, urls: list[str]):
     import ray  # only the distributed path needs Ray
     from ray.util import ActorPool
 
-    started = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_mb << 20)
+    logs = RayLogs(console=cfg.ray.console_logs)
     try:
-        actor = ray.remote(num_cpus=1, num_gpus=cfg.gpus_per_worker)(VideoEvaluator)
-        pool = ActorPool([actor.remote(cfg, checkpoint) for _ in range(min(cfg.num_workers, max(1, len(urls))))])
-        return list(pool.map(lambda a, u: a.__call__.remote(u), urls))  # map keeps the input order
+        with ray_session(cfg.ray, logs):
+            actor = ray.remote(num_cpus=1, num_gpus=cfg.gpus_per_worker)(VideoEvaluator)
+            pool = ActorPool([actor.remote(cfg, checkpoint) for _ in range(min(cfg.num_workers, max(1, len(urls))))])
+            return list(pool.map(lambda a, u: a.__call__.remote(u), urls))  # map keeps the input order
     finally:
-        if started:
-            ray.shutdown()
+        logs.keep(None)  # no output folder: the file stays where it is, and the log says where
 
 
 def run_evaluation(cfg: EvaluateConfig) -> dict:

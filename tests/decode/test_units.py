@@ -140,3 +140,14 @@ def test_sampled_frames_are_the_rgb24_frames_resized(tmp_path, wh):
             got = _sampled(frame, size)
             assert got.shape == want.shape and got.dtype == np.uint8
             np.testing.assert_array_equal(got, want)
+
+
+def test_crop_dropped_is_the_share_the_centre_crop_cuts():
+    """Same aspect ratio: nothing dropped; 16:9 into a square: the sides, ~43.7 %; portrait into landscape: most."""
+    from pipeline.decode.spatial import crop_dropped, resize_crop
+
+    assert crop_dropped(480, 640, (240, 320)) == 0.0
+    assert abs(crop_dropped(720, 1280, (256, 256)) - (1 - 256 / 455)) < 1e-12
+    assert crop_dropped(1280, 720, (256, 448)) > 0.65
+    frame = np.zeros((1, 720, 1280, 3), np.uint8)
+    assert resize_crop(frame, 256).shape[1:3] == (256, 256)  # the crop the share describes

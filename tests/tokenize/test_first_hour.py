@@ -160,5 +160,12 @@ def test_first_hour_limit_is_partial_and_corpora_do_not_merge(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["partial"] is None and (out / "_SUCCESS").exists()
     assert summary["inputs_done_before"] == 1 and summary["inputs_this_run"] == 2
+    # 64x48 (4:3) clips into 32x32 windows: resized to 32x43, the sides cut: 1 - 32*32 / (32*43) of each frame
+    import pyarrow.parquet as pq
+
+    status = pq.read_table(out / "status").to_pylist()
+    assert len(status) == 3 and all(abs(r["crop_dropped"] - (1 - 32 / 43)) < 1e-4 for r in status), status
+    assert summary["crop_this_run"]["inputs_cropped"] == 2
+    assert "the crop dropped 25.6 % of their pixels" in (out / "README.md").read_text()
     record = json.loads((out / "_job.json").read_text())
     assert record["kind"] == "tokenize" and [i["url"] for i in record["inputs"]] == [str(tmp_path / "in")]
