@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import run_job
-from pipeline.tokenize.webdataset import ExportConfig
+from pipeline.tokenize.webdataset import WebDatasetExportConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "export_webdataset.yaml"
 
 
-def main(cfg: ExportConfig) -> int:
+def main(cfg: WebDatasetExportConfig) -> int:
     from pipeline.tokenize.webdataset import export_webdataset
 
     print(json.dumps(export_webdataset(cfg), indent=2))
@@ -27,4 +27,4 @@ def main(cfg: ExportConfig) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_job(ExportConfig, DEFAULT_CONFIG, main, __doc__))
+    sys.exit(run_job(WebDatasetExportConfig, DEFAULT_CONFIG, main, __doc__))

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The file extensions every job lists as videos (the default of each job's `extensions` key).
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".flv", ".wmv", ".ogv",
+                    ".y4m")
+
 # Keys whose values are never printed or written (matched case-insensitively against the last path component).
 SECRET_KEY_PARTS = ("secret", "password", "token", "credential", "session_token", "access_key", "key_id")
 

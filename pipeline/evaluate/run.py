@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from pipeline.config import RayConfig, StorageConfig
+from pipeline.config import VIDEO_EXTENSIONS, RayConfig, StorageConfig
 from pipeline.decode import DecodeConfig, decode_windows
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.evaluate.metrics import MetricSums, accumulate_clips, load_i3d
@@ -35,7 +35,6 @@ from vidtok.losses import build_lpips
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".y4m")
 DEFAULT_SIZE = 256  # decode.size when null: the paper's 256 x 256
 
 
@@ -137,7 +136,7 @@ def run_evaluation(cfg: EvaluateConfig) -> dict:
     opts = cfg.storage.storage_options()
     source = cfg.input or str(make_sample_corpus("runs/sample_corpus"))
     ckpt = cfg.checkpoint or default_checkpoint(cfg.preset)
-    urls = list_urls(source, extensions=EXTENSIONS, storage_options=opts)
+    urls = list_urls(source, extensions=VIDEO_EXTENSIONS, storage_options=opts)
     results, decode = _evaluate_all(cfg, ckpt, urls), protocol_decode(cfg)
     total, per_video, skipped = MetricSums(), {}, {}
     for url, sums, reason in results:  # listing order: the same sums in the same order as one process

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig, check_preset
+from pipeline.config import VIDEO_EXTENSIONS, DecodeTaskConfig, RayConfig, StorageConfig, check_preset
 from pipeline.decode import DecodeConfig
 from pipeline.decode.status import IO_ERROR, REASONS
 from pipeline.retry import RetryPolicy
@@ -112,8 +112,7 @@ class TokenizeJobConfig:
     seed: int = 0  # random-weight seed (only without a checkpoint)
     manifest_column: str = "path"  # path column of a manifest (VidTok .csv meta: `videos`, relative to data_dir)
     data_dir: Optional[str] = None  # prefix for relative manifest paths (default: the manifest's folder)
-    extensions: list[str] = field(default_factory=lambda: [
-        ".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".flv", ".wmv", ".ogv"])
+    extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS))  # what is listed as a video
     append: bool = False  # add this input's videos to an output that holds another input's tokens (else refused)
     limit: Optional[int] = None  # process at most this many inputs (null = all); a smoke run: the output stays partial
     #                              (no _SUCCESS, summary "partial") until a run without limit completes it

@@ -44,7 +44,7 @@ BATCH_ROWS = 256  # rows read from a token shard at a time
 
 
 @dataclass
-class ExportConfig:
+class WebDatasetExportConfig:
     """`jobs/export_webdataset.py` settings."""
 
     tokens: str = "out/tokens_demo"  # the tokenize job's output (folder or prefix holding tokens/)
@@ -90,7 +90,7 @@ def shard_to_tar(layout: OutputLayout, token_shard: str) -> tuple[bytes, int]:
     return out.getvalue(), n
 
 
-def export_webdataset(cfg: ExportConfig) -> dict:
+def export_webdataset(cfg: WebDatasetExportConfig) -> dict:
     """Export every token shard of `cfg.tokens` that has no tar yet; returns counts (and writes `index.json`)."""
     opts = cfg.storage.storage_options()
     src = OutputLayout(cfg.tokens, opts)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig, check_preset
+from pipeline.config import VIDEO_EXTENSIONS, DecodeTaskConfig, RayConfig, StorageConfig, check_preset
 from pipeline.decode import DecodeConfig
 from vidtok.losses.vidtok_loss import LossConfig
 from vidtok.train_step import OptimConfig
@@ -49,7 +49,7 @@ class DataConfig:
     """The training stream (`pipeline/train/data.py`); what is decoded and how is `decode.*`."""
 
     clips_per_video: int = 1  # random windows drawn per decoded video per pass
-    extensions: list[str] = field(default_factory=lambda: [".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg"])
+    extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS))
     prefetch_batches: int = 4  # per worker, so the step never waits on decoding in steady state
     shuffle_buffer_clips: int = 64  # per worker: mixes the clips of one video across batches (0: off)
     sample_corpus_clips: int = 6  # embedded default: clips generated when `input` is empty

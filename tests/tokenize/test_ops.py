@@ -22,7 +22,7 @@ from pipeline.tokenize.card import column_docs
 from pipeline.tokenize.config import TokenizeJobConfig
 from pipeline.tokenize.dry_run import dry_run
 from pipeline.tokenize.schema import STATUS_SCHEMA, decode_tokens, token_schema
-from pipeline.tokenize.webdataset import ExportConfig, export_webdataset
+from pipeline.tokenize.webdataset import WebDatasetExportConfig, export_webdataset
 from tests.tokenize.helpers import CLIPS, FAST, expected_windows, make_corpus, read_folder
 
 LOCAL = fsspec.filesystem("file")
@@ -167,7 +167,7 @@ def test_ops_webdataset_export_reads_back_every_window_once(run, tmp_path):
     alone; no sample is ever duplicated."""
     _, out, _, _ = run
     dst = tmp_path / "wds"
-    cfg = ExportConfig(tokens=str(out), output=str(dst))
+    cfg = WebDatasetExportConfig(tokens=str(out), output=str(dst))
     first = export_webdataset(cfg)
     tars = sorted(dst.glob("*.tar"))
     assert first["tars_written"] == len(tars) == len(list((out / "tokens").glob("*.parquet")))
@@ -195,7 +195,7 @@ def test_ops_webdataset_export_on_s3(run, s3_server, tmp_path):
     bucket = s3_server.make_bucket()
     for p in (out / "tokens").glob("*.parquet"):
         fs.put(str(p), f"{bucket}/tok/tokens/{p.name}")
-    cfg = load_config(ExportConfig, None, [f"tokens=s3://{bucket}/tok", f"storage.endpoint_url={s3_server.endpoint_url}",
+    cfg = load_config(WebDatasetExportConfig, None, [f"tokens=s3://{bucket}/tok", f"storage.endpoint_url={s3_server.endpoint_url}",
                                            f"storage.key={s3_server.key}", f"storage.secret={s3_server.secret}"])
     first = export_webdataset(cfg)
     names = sorted(f for f in fs.ls(f"{bucket}/tok/webdataset") if f.endswith(".tar"))
