@@ -8,7 +8,10 @@
 
 Config: jobs/configs/tokenize_corpus.yaml + key=value overrides. Rerunning the same command resumes an interrupted
 run; rerunning a finished one does nothing. Exit codes: 0 complete, 2 config error, 3 incomplete (inputs pending
-after transient storage failures: re-run the same command). Output layout: docs/tokenize.md.
+after transient storage failures: re-run the same command), 4 broken environment (a decode node's decoder does not
+load or cannot decode the corpus: the message names the node; those inputs are left pending; fix or drain the node,
+then re-run the same command: pipeline/tokenize/machine.py). Output layout: docs/tokenize.md; faults and what to do
+about them: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pipeline.tokenize.config import TokenizeJobConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tokenize_corpus.yaml"
 EXIT_INCOMPLETE = 3  # transient failures left inputs pending (2 is a config error)
+EXIT_BROKEN_ENV = 4  # a decode node's environment is broken (pipeline/tokenize/machine.py): fix it, re-run
 
 
 def main(cfg: TokenizeJobConfig) -> int:
@@ -30,9 +34,14 @@ def main(cfg: TokenizeJobConfig) -> int:
 
         print(dry_run(cfg).text())
         return 0
+    from pipeline.tokenize.machine import MachineBroken
     from pipeline.tokenize.run import run_tokenize
 
-    summary = run_tokenize(cfg)
+    try:
+        summary = run_tokenize(cfg)
+    except MachineBroken as e:
+        print(f"STOPPED: {e}", file=sys.stderr)
+        return EXIT_BROKEN_ENV
     if summary.get("nothing_to_do"):
         print(f"nothing to do: {cfg.output} is complete ({summary.get('windows_total', '?')} windows); "
               "new inputs under the same input= would be picked up")
