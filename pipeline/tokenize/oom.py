@@ -59,7 +59,7 @@ class AdaptiveBatches:
                 out.append((start, start + 1, None))
                 start += 1
                 continue
-            self.limit = max(1, size // 2)
+            self.limit = (size + 1) // 2  # halves, rounded up: 7 -> 4 -> 2 -> 1
             log.warning("out of memory encoding %d windows: retrying in chunks of %d", size, self.limit)
         self._calm = 0 if hit else self._calm + 1
         if self._calm >= self.grow_after and self.limit < self.max_size:

@@ -81,18 +81,18 @@ class StatusTracker:
         again = self._settled_now({r["source"] for r in rows if r["source"] not in self.inflight})
         for row in rows:
             s, w = row["source"], int(row["window_index"])
-            if s in again or s in self.failed_here:
-                self.redelivered += int(s in again)
+            if s in again:
+                self.redelivered += 1
                 continue
             if row.get("error"):  # the tokenizer could not encode it: settled by `close`, its other windows may follow
-                self.failed_here[s] = row
+                self.failed_here.setdefault(s, row)
                 continue
             got = self.inflight.setdefault(s, set())
             self.first_seen.setdefault(s, time.time())
             if w not in got:
                 got.add(w)
                 self.windows += 1
-            if int(row["prev_windows"] or 0) + len(got) >= int(row["num_windows"]):
+            if s not in self.failed_here and int(row["prev_windows"] or 0) + len(got) >= int(row["num_windows"]):
                 self.finish({**row, "status": "ok", "message": ""}, int(row["num_windows"]))
         self.maybe_flush()
 
