@@ -8,10 +8,8 @@
 
 Config: jobs/configs/tokenize_corpus.yaml + key=value overrides. Rerunning the same command resumes an interrupted
 run; rerunning a finished one does nothing. Exit codes: 0 complete, 2 config error, 3 incomplete (inputs pending
-after transient storage failures: re-run the same command), 4 broken environment (a decode node's decoder does not
-load or cannot decode the corpus: the message names the node; those inputs are left pending; fix or drain the node,
-then re-run the same command: pipeline/tokenize/machine.py). Output layout: docs/tokenize.md; faults and what to do
-about them: docs/operations.md.
+after transient storage failures: re-run the same command), 4 broken decode environment on the node the message
+names (its inputs left pending: fix or drain it, re-run). Layout: docs/tokenize.md; faults: docs/operations.md §6.
 """
 
 from __future__ import annotations

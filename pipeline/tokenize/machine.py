@@ -39,10 +39,12 @@ class MachineBroken(RuntimeError):
 
     def __init__(self, node: str, reason: str, message: str, sources: list[str] | tuple = ()):
         self.node, self.reason, self.detail, self.sources = node, reason, message, list(sources)
-        super().__init__(f"decode environment broken on node {node}: {reason} on the first {len(self.sources)} "
-                         f"inputs of a decode process ({message}); their status rows are pending (final = false). "
-                         "Fix the node's decoder (PyAV / FFmpeg build) or drain it, then re-run the same command. If "
-                         "the files really are in a codec no node decodes, set decode_task.machine_burst=0.")
+        burst = (f" on the first {len(self.sources)} inputs of a decode process, their status rows left pending "
+                 "(final = false)" if self.sources else "")
+        super().__init__(f"decode environment broken on node {node}: {reason}{burst} ({message}). Fix the node's "
+                         "decoder (PyAV / FFmpeg build) or drain it, then re-run the same command: every input "
+                         "without a final row is decoded again. If the files really are in a codec no node decodes, "
+                         "set decode_task.machine_burst=0.")
 
     def __reduce__(self):  # crosses Ray's process boundary intact
         return (MachineBroken, (self.node, self.reason, self.detail, self.sources))

@@ -119,3 +119,55 @@ def test_fleet_lost_nodes_cost_time_not_the_run(tmp_path, monkeypatch):
     assert drill_r["windows"] == calm_r["windows"], sorted(set(drill_r["windows"]) ^ set(calm_r["windows"]))
     assert drill_r["status"] == calm_r["status"]
     assert drill_r["summary"] == calm_r["summary"] and calm_r["summary"]["windows_this_run"] == 30
+
+
+SHADOW_AV = '''"""A node whose PyAV cannot load its FFmpeg libraries (a broken image or a partial upgrade), as the import says it."""
+raise ImportError("libavcodec.so.61: cannot open shared object file: No such file or directory")
+'''
+
+
+@pytest.mark.slow
+def test_fleet_broken_decoder_node_stops_the_run_then_rerun_completes(tmp_path, monkeypatch):
+    """One decode node cannot load PyAV (a shadowing `av` on that node's PYTHONPATH fails to import, as a missing
+    libavcodec does): the job stops with exit 4 naming that node and the reason, no input is marked failed for good;
+    with the node drained, re-running the same command completes every input."""
+    from ray.cluster_utils import Cluster
+
+    import ray
+
+    ray.shutdown()
+    tmp = tempfile.mkdtemp(prefix="vtb", dir="/tmp")
+    os.makedirs(os.path.join(tmp, "ray"))
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    (tmp_path / "shadow" / "av").mkdir(parents=True)
+    (tmp_path / "shadow" / "av" / "__init__.py").write_text(SHADOW_AV)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 << 20,
+                                                            "temp_dir": tmp, "include_dashboard": False})
+    make_corpus(tmp_path / "in", clips=[(6.5, 24.0), (12.0, 25.0)] * 3)
+    out = tmp_path / "out"
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=150 << 20)
+        broken = cluster.add_node(num_cpus=1, object_store_memory=150 << 20,
+                                  env_vars={"PYTHONPATH": f"{tmp_path / 'shadow'}:{REPO}"})
+        cluster.add_node(num_cpus=0, num_gpus=1, object_store_memory=150 << 20)
+        cluster.wait_for_nodes()
+        first = _job(cluster, tmp_path / "in", out, tmp_path / "first.log")
+        assert first.wait(timeout=400) == 4, (tmp_path / "first.log").read_text()[-6000:]
+        text = (tmp_path / "first.log").read_text()
+        stop = next(line for line in text.splitlines() if line.startswith("STOPPED: "))
+        assert f"Ray node {broken.node_id}" in stop and "decoder unavailable" in stop and "libavcodec" in stop, stop
+        assert not (out / "_SUCCESS").exists()
+        rows = read_folder(LOCAL, str(out / "status"))
+        assert rows is None or not [r for r in rows.to_pylist() if r["final"] and r["status"] != "ok"], rows
+        cluster.remove_node(broken)  # the operator drains the node (or fixes its image)
+        cluster.add_node(num_cpus=1, object_store_memory=150 << 20)
+        second = _job(cluster, tmp_path / "in", out, tmp_path / "second.log")
+        assert second.wait(timeout=400) == 0, (tmp_path / "second.log").read_text()[-6000:]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(stop)
+    result = _result(out)
+    assert result["success"] and result["duplicates"] == 0 and len(result["windows"]) == 9
+    assert {v["status"] for v in result["status"].values()} == {"ok"} and len(result["status"]) == 6
