@@ -10,6 +10,11 @@
       .map_batches(WriteTokenShard)    batch = one shard: commit it atomically, return WRITTEN rows
     driver: iterates the WRITTEN stream and commits status rows (pipeline/tokenize/run.py)
 
+Fleet faults (docs/operations.md §6): the tokenizer halves a batch that runs out of GPU memory down to one window
+(`pipeline/tokenize/oom.py`; a window that never fits becomes an `error` row, settled `too_large` by the driver); the
+decode stage stops the run when its node's decoder is broken (`pipeline/tokenize/machine.py`) and reports each input
+it starts to `RunNodes`, so the tail of the run can name the oldest inputs in flight.
+
 Every stage takes and returns Arrow tables of the schemas in `pipeline/tokenize/schema.py`, and each is a plain
 callable, so the unit tests call them on tables without a cluster. Where a stage ran (node, device) is reported once
 per process to a small `RunNodes` actor, not carried in the rows.
