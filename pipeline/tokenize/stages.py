@@ -123,21 +123,33 @@ _reported: set = set()
 
 
 def node_name() -> str:
-    """This process's machine in words: host, IP and Ray node id (host only outside Ray)."""
+    """This process's machine in words: host, IP and Ray node id (host only outside Ray); computed once in Ray."""
+    if "name" in _node:
+        return _node["name"]
     import socket
 
+    name = socket.gethostname()
     try:
         import ray
 
         if ray.is_initialized():
-            return (f"{socket.gethostname()} ({ray.util.get_node_ip_address()}, Ray node "
-                    f"{ray.get_runtime_context().get_node_id()})")
+            name += f" ({ray.util.get_node_ip_address()}, Ray node {ray.get_runtime_context().get_node_id()})"
+            _node["name"] = name
     except Exception:
         pass
-    return socket.gethostname()
+    return name
 
 
-_machine: dict = {}  # this process's MachineCheck (pipeline/tokenize/machine.py), by burst size
+_node: dict = {}
+_machine: dict = {}  # this process's MachineCheck of the current run (pipeline/tokenize/machine.py)
+
+
+def _machine_check(run_id: str, burst: int) -> MachineCheck:
+    """This process's check for run `run_id`: a Ray worker process outlives a run (tests, several runs of one
+    driver), and each run judges the start of its own inputs."""
+    if _machine.get("key") != (run_id, burst):
+        _machine.update(key=(run_id, burst), check=MachineCheck(burst))
+    return _machine["check"]
 
 
 # ----------------------------------------------------------------------------------------------------- decode stage
@@ -161,7 +173,7 @@ class DecodeInputs:
     def __call__(self, plan: pa.Table):
         _report(self.nodes, "decode")
         opts = self.layout.storage_options
-        check = _machine.setdefault(self.machine_burst, MachineCheck(self.machine_burst))
+        check = _machine_check(self.run_id, self.machine_burst)
         task = uuid.uuid4().hex
         failed: list[dict] = []  # status rows of inputs without windows: one shard per task, not one per input
         for row in plan.to_pylist():
