@@ -4,7 +4,9 @@ CPU), the broken-environment rule, a bad corpus that must still run to the end, 
 from __future__ import annotations
 
 import shutil
+import time
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -82,7 +84,7 @@ def test_fleet_oom_single_window_becomes_too_large_status_row(tmp_path):
     assert errors[bad].startswith("too_large: ") and "17 frames of 32x32 pixels" in errors[bad]
     layout = OutputLayout(str(tmp_path / "out"))
     written = WriteTokenShard(layout, tokens_binary=False)(enc)
-    tokens = read_folder(__import__("fsspec").filesystem("file"), str(tmp_path / "out/tokens"))
+    tokens = read_folder(fsspec.filesystem("file"), str(tmp_path / "out/tokens"))
     assert tokens.num_rows == 6 and written.column("shard").null_count == 1
     tracker = StatusTracker(layout, "r1", every_inputs=100, every_s=1e9)
     tracker.consume(written)
@@ -142,7 +144,7 @@ def _unsupported(folder, n: int) -> None:
 
 
 def _newest(folder) -> dict:
-    st = read_folder(__import__("fsspec").filesystem("file"), str(folder)).to_pandas()
+    st = read_folder(fsspec.filesystem("file"), str(folder)).to_pandas()
     return st.sort_values("committed_at").groupby("source").tail(1).set_index("source")[["status", "final"]] \
         .to_dict("index")
 
@@ -203,3 +205,26 @@ def test_fleet_tail_names_the_oldest_inputs_in_flight():
     line = Snapshot(Counts(97, 10, 60.0, {}, tail, "no live node has GPU 1 for the tokenizer"), 100, 60.0).line()
     assert "tail: b.mp4 (400s, 0 windows, node 10.0.0.8), late.mp4 (300s, 2 windows)" in line
     assert line.endswith("WAITING for capacity: no live node has GPU 1 for the tokenizer")
+
+
+def test_fleet_decode_task_tells_run_nodes_which_input_it_is_on(tmp_path, ray_local, monkeypatch):
+    """A decode task's heartbeat puts the input it is on into the real RunNodes actor (what the tail reads), and
+    takes it out when the task ends."""
+    import pipeline.tokenize.stages as stages
+    from pipeline.decode import DecodeConfig
+    from pipeline.tokenize.schema import PLAN_SCHEMA
+
+    monkeypatch.setattr(stages, "HEARTBEAT_S", 0.2)
+    src = [str(p) for p in make_corpus(tmp_path / "in", clips=[(18.0, 30.0), (6.5, 24.0)])]
+    plan = pa.Table.from_pylist([{"source": s, "skip_windows": [], "prev_windows": 0} for s in src], schema=PLAN_SCHEMA)
+    nodes = ray_local.remote(stages.RunNodes).options(num_cpus=0).remote()
+    task = stages.DecodeInputs(DecodeConfig(fps=3.0, size=32, num_frames=17, stride=17, timeout_s=60),
+                               OutputLayout(str(tmp_path / "out")), nodes)(plan)
+    first = next(task)  # the first input's windows: the task now waits on its consumer, still on that input
+    deadline = time.time() + 30
+    while not (running := ray_local.get(nodes.running.remote())) and time.time() < deadline:
+        time.sleep(0.2)
+    assert [r[0] for r in running] == [src[0]] and "Ray node" in running[0][2], running
+    assert first.column("source")[0].as_py() == src[0] and len(list(task)) == 1
+    assert ray_local.get(nodes.running.remote()) == []
+    ray_local.kill(nodes)
