@@ -9,7 +9,9 @@
 Config: jobs/configs/tokenize_corpus.yaml + key=value overrides. Rerunning the same command resumes an interrupted
 run; rerunning a finished one does nothing. Exit codes (pipeline/errors.py): 0 complete (or a limit= run done),
 1 unexpected error, 2 configuration (also no credentials, access denied, missing input), 3 incomplete (inputs pending
-after transient storage failures: re-run the same command), 4 Ray did not start. Output layout: docs/tokenize.md.
+after transient storage failures: re-run the same command), 4 Ray did not start, 5 broken decode environment on the
+node the message names (its inputs left pending: fix or drain it, re-run). Layout: docs/tokenize.md; faults:
+docs/operations.md §6.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import run_job
-from pipeline.errors import INCOMPLETE
+from pipeline.errors import BROKEN_ENV, INCOMPLETE
 from pipeline.tokenize.config import TokenizeJobConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tokenize_corpus.yaml"
@@ -30,9 +32,14 @@ def main(cfg: TokenizeJobConfig) -> int:
 
         print(dry_run(cfg).text())
         return 0
+    from pipeline.tokenize.machine import MachineBroken
     from pipeline.tokenize.run import run_tokenize, summary_text
 
-    summary = run_tokenize(cfg)
+    try:
+        summary = run_tokenize(cfg)
+    except MachineBroken as e:
+        print(f"STOPPED: {e}", file=sys.stderr)
+        return BROKEN_ENV
     if summary.get("nothing_to_do"):
         print(f"nothing to do: {cfg.output} is complete ({summary.get('windows_total', '?')} windows); "
               "new inputs under the same input= would be picked up")

@@ -206,6 +206,9 @@ class DecodeTaskConfig:
     memory_mb: int = 1024  # heap reserved per decode task (a few windows + the decoder); it also keeps Ray from
     #                        fusing decode into the tokenizer actors, which would serialise decoding on the GPU actor
     concurrency: Optional[int] = None  # decode tasks in flight at most; None = as many as the cluster fits
+    machine_burst: int = 8  # a decode process whose first N inputs all fail the same machine-pointing way
+    #                         (unsupported_codec, decoder crash) stops the run as a broken environment, its rows
+    #                         pending (pipeline/tokenize/machine.py); 0 = never
 
     def __post_init__(self):
         for name in ("num_cpus", "memory_mb", "task_mb"):
@@ -215,6 +218,8 @@ class DecodeTaskConfig:
             raise ValueError(f"decode_task.inputs_per_task must be >= 1 or null, found {self.inputs_per_task}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"decode_task.concurrency must be >= 1 or null, found {self.concurrency}")
+        if self.machine_burst < 0:
+            raise ValueError(f"decode_task.machine_burst must be >= 0 (0: off), found {self.machine_burst}")
 
     def inputs_for(self, pending: int, pending_bytes: int, sized: int, slots: float) -> int:
         """Inputs per decode task for `pending` inputs, `sized` of them of known size summing to `pending_bytes`,

@@ -28,6 +28,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from .status import DecoderUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -73,7 +75,11 @@ def _child_stream(conn, call_id: int, credit: int, fn, args, kwargs) -> None:
 
 def _child_main(conn, warmup: Callable[[], None] | None) -> None:
     if warmup is not None:
-        warmup()
+        try:
+            warmup()
+        except BaseException as e:  # the decode stack does not load here: tell the parent why, then exit
+            conn.send(("broken", f"{type(e).__name__}: {e}"))
+            return
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -133,7 +139,15 @@ class IsolatedRunner:
             proc.kill()
             proc.join()
             raise RuntimeError(f"isolated decode process did not start within {self.start_timeout_s}s")
-        parent.recv()
+        try:
+            kind, value = parent.recv()
+        except (EOFError, OSError):
+            proc.join(timeout=10)
+            kind, value = "broken", f"the process exited with code {proc.exitcode} while loading the decoders"
+        if kind == "broken":
+            proc.join(timeout=10)
+            parent.close()
+            raise DecoderUnavailable(f"the decode stack does not load: {value}")
         self._proc, self._conn, self._tasks = proc, parent, 0
 
     def _stop(self, kill: bool) -> None:

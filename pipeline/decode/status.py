@@ -39,6 +39,11 @@ def is_decoder_crash(status: str, message: str | None) -> bool:
     return status == CORRUPT and (message or "").startswith(DECODER_CRASHED)
 
 
+class DecoderUnavailable(RuntimeError):
+    """The decode stack itself does not load in the decode child (ImportError, a missing FFmpeg library): the
+    machine, not any file. Raised, never a status: `pipeline/tokenize/machine.py` stops the run on it."""
+
+
 class DecodeError(Exception):
     """An input that cannot yield frames; ``reason`` is one of :data:`REASONS`."""
 

@@ -15,6 +15,16 @@
   authoritative counts (status rows read back) give the final line.
 * `RayMetrics` mirrors the same figures as `ray.util.metrics` counters and gauges (Prometheus names in
   `METRIC_NAMES`, exported by every node's metrics agent; cluster/README.md says how to scrape and graph them).
+* The tail: once few inputs are left (the last `TAIL_FRACTION` (5 %) of the inputs, or fewer than the decode slots),
+  the line names the `TAIL_SHOWN` oldest inputs still in flight — source, seconds since it started (its decode task
+  reports the start to `RunNodes`; an input whose decode ended waits for its last windows, timed from its first
+  committed window), windows committed so far, node — and the metric `vidtok_tokenize_inflight_seconds` (tags `rank`,
+  `source`) carries the same, so an operator sees what holds the job:
+
+    progress: inputs 97/100 (97.0%), ..., ETA 40s; tail: c17.mp4 (312s, 4 windows, node 10.0.0.7), c3.mp4 (...)
+
+* Waiting: when no live node offers what a stage needs (its decode CPUs, the tokenizer's GPU: a spot node reclaimed
+  and none back yet), the line says `WAITING for capacity: ...`; Ray Data goes on by itself when a node joins.
 * `RunProgress` is the driver glue: a daemon thread that reports while the chain runs, and `save_stats` writes Ray
   Data's `ds.stats()` of the run to `_stats/<run_id>.txt` (atomic, `pipeline.storage`).
 """
@@ -39,7 +49,26 @@ METRIC_NAMES = {
     "vidtok_tokenize_windows_per_second": "ray_vidtok_tokenize_windows_per_second",  # gauge
     "vidtok_tokenize_video_hours_per_hour": "ray_vidtok_tokenize_video_hours_per_hour",  # gauge
     "vidtok_tokenize_eta_seconds": "ray_vidtok_tokenize_eta_seconds",  # gauge (-1 while unknown)
+    "vidtok_tokenize_inflight_seconds": "ray_vidtok_tokenize_inflight_seconds",  # gauge, tail only: tags rank, source
+    "vidtok_tokenize_waiting": "ray_vidtok_tokenize_waiting",  # gauge: 1 while a stage has no node to run on
 }
+TAIL_FRACTION = 0.05  # the tail: at most this fraction of the inputs left (or fewer than the decode slots)
+TAIL_SHOWN = 3  # oldest inputs in flight named in the tail
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An input still in flight: `seconds` since it started, `windows` committed so far, `node` decoding it ('' once
+    its decode ended)."""
+
+    source: str
+    seconds: float
+    windows: int
+    node: str = ""
+
+    def text(self) -> str:
+        where = f", node {self.node}" if self.node else ""
+        return f"{self.source.rsplit('/', 1)[-1]} ({self.seconds:.0f}s, {self.windows} windows{where})"
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,8 @@ class Counts:
     windows: int = 0
     video_s: float = 0.0
     failures: Mapping[str, int] = field(default_factory=dict)  # reason -> inputs
+    in_flight: tuple = ()  # the tail: InFlight of the oldest inputs still in flight (empty before the tail)
+    waiting: str = ""  # why the run waits for capacity ('' when every stage has a node)
 
 
 @dataclass(frozen=True)
@@ -85,7 +116,9 @@ class Snapshot:
                                        if nfail else "")
         return (f"progress: inputs {c.inputs}/{total} ({pct:.1f}%), windows {c.windows} ({self.windows_per_s:.2f}/s), "
                 f"video {c.video_s / 3600:.2f} h ({self.video_hours_per_hour:.2f} video-h per wall-h), {fails}, "
-                f"ETA {format_duration(self.eta_s)}")
+                f"ETA {format_duration(self.eta_s)}"
+                + (f"; tail: {', '.join(f.text() for f in c.in_flight)}" if c.in_flight else "")
+                + (f"; WAITING for capacity: {c.waiting}" if c.waiting else ""))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -155,6 +188,11 @@ class RayMetrics:
         self.video_s = Counter("vidtok_tokenize_video_seconds", description="seconds of video finished", tag_keys=tags)
         self.failures = Counter("vidtok_tokenize_failures", description="inputs that failed, by reason",
                                 tag_keys=("run_id", "reason"))
+        self.inflight = Gauge("vidtok_tokenize_inflight_seconds", tag_keys=("run_id", "rank", "source"),
+                              description="the tail: seconds the oldest inputs still in flight have run (0: gone)")
+        self.waiting = Gauge("vidtok_tokenize_waiting", tag_keys=tags,
+                             description="1 while a stage of the run has no live node to run on")
+        self.shown: set[tuple[str, str]] = set()  # (rank, source) series set so far
         self.last = Counts()
 
     def record(self, snap: Snapshot) -> None:
@@ -173,6 +211,13 @@ class RayMetrics:
         for reason, n in c.failures.items():
             if n > last.failures.get(reason, 0):
                 self.failures.inc(n - last.failures.get(reason, 0), tags={**self.tags, "reason": reason})
+        now = {(str(i + 1), f.source): f.seconds for i, f in enumerate(c.in_flight)}
+        for rank, source in self.shown - set(now):  # left the tail's top: its series goes to 0
+            self.inflight.set(0.0, tags={**self.tags, "rank": rank, "source": source})
+        for (rank, source), seconds in now.items():
+            self.inflight.set(float(seconds), tags={**self.tags, "rank": rank, "source": source})
+        self.shown = set(now)
+        self.waiting.set(1.0 if c.waiting else 0.0, tags=self.tags)
         self.last = c
 
 
@@ -192,6 +237,8 @@ class RunProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._decode_done: dict = {"inputs": 0, "video_s": 0.0, "reasons": {}}
+        self.slots = 0  # decode slots of the cluster (the tail starts when fewer inputs are left); set by the driver
+        self.needs: dict[str, dict[str, float]] = {}  # stage -> resources one of its workers needs (`waiting`)
 
     def _emit(self, snap: Snapshot) -> None:
         log.info("%s", snap.line())
@@ -202,20 +249,59 @@ class RunProgress:
                 log.warning("could not record Ray metrics: %s", e)
 
     def live_counts(self) -> Counts:
-        """Driver-side finished inputs plus those the decode stage finished (polled from the RunNodes actor)."""
+        """Driver-side finished inputs plus those the decode stage finished (polled from the RunNodes actor), and in
+        the tail the oldest inputs in flight; `waiting` when a stage has no live node."""
+        running: list = []
         if self.nodes is not None:
             import ray
 
-            try:
-                self._decode_done = ray.get(self.nodes.finished.remote(), timeout=10)
-            except Exception as e:  # a slow actor call only makes this line stale
+            try:  # a slow or lost actor (restarted on the driver's node) only makes this line stale
+                self._decode_done, running = ray.get([self.nodes.finished.remote(), self.nodes.running.remote()],
+                                                     timeout=10)
+            except Exception as e:
                 log.debug("RunNodes poll failed: %s", e)
         t, d = self.tracker, self._decode_done
         failures = {k: v for k, v in t.reasons.copy().items() if k != "ok"}  # copy: the main thread adds keys
         for k, v in d["reasons"].items():
             if k != "ok":
                 failures[k] = failures.get(k, 0) + v
-        return Counts(t.finished + d["inputs"], t.windows, t.video_s + d["video_s"], failures)
+        inputs = t.finished + d["inputs"]
+        left = self.reporter.total_inputs - inputs
+        tail = 0 < left <= max(TAIL_FRACTION * self.reporter.total_inputs, self.slots)
+        return Counts(inputs, t.windows, t.video_s + d["video_s"], failures,
+                      self.in_flight(running) if tail else (), self.waiting())
+
+    def in_flight(self, running: list, now: float | None = None) -> tuple:
+        """The `TAIL_SHOWN` oldest inputs in flight: those being decoded (`running`: `(source, started, node)` from
+        RunNodes) and those whose windows are partly committed (the tracker's `first_seen`)."""
+        now = time.time() if now is None else now
+        t = self.tracker
+        started = {s: (at, node) for s, at, node in running}
+        for s, at in list(t.first_seen.items()):  # list(): the main thread changes it
+            if s not in started or at < started[s][0]:
+                started[s] = (at, started.get(s, (0, ""))[1])
+        oldest = sorted(started.items(), key=lambda kv: kv[1][0])[:TAIL_SHOWN]
+        return tuple(InFlight(s, max(0.0, now - at), len(t.inflight.get(s, ())), node) for s, (at, node) in oldest)
+
+    def waiting(self) -> str:
+        """'' when every stage (its resources in `needs`) fits some live node; else what is missing."""
+        if not self.needs or self.nodes is None:
+            return ""
+        try:
+            import ray
+
+            alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        except Exception:
+            return ""
+        missing = []
+        for stage, need in self.needs.items():
+            need = {k: v for k, v in need.items() if v}
+            if not any(all(r.get(k, 0.0) >= v for k, v in need.items()) for r in alive):
+                what = " + ".join(f"{k} {v:g}" for k, v in need.items())
+                missing.append(f"no live node has {what} for the {stage}")
+        if not missing:
+            return ""
+        return "; ".join(missing) + f" ({len(alive)} nodes alive): the job waits and goes on when a node joins"
 
     def attach(self, nodes) -> "RunProgress":
         """Start reporting (Ray is up: metrics can be registered); `nodes` is the RunNodes handle or None."""

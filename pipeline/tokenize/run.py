@@ -43,6 +43,7 @@ from pipeline.tokenize.commit import (
     Plan, load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
 )
 from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
+from pipeline.tokenize.machine import MachineBroken, find_cause
 from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
 from pipeline.tokenize.stages import RunNodes, build_dataset
@@ -68,25 +69,59 @@ class StatusTracker:
         self.pending: Counter = Counter()  # pending rows (transient to the end) of this run by status
         self.retried = 0  # inputs that needed more than one decode try
         self.cropped, self.crop_sum, self.crop_max = 0, 0.0, 0.0  # inputs whose frames the centre crop cut
+        self.first_seen: dict[str, float] = {}  # in-flight sources: when their first window was committed (the tail)
+        self.failed_here: dict[str, dict] = {}  # sources the tokenizer could not encode (`error`): settled by `close`
+        self.redelivered = 0  # windows of already settled inputs seen again (Ray re-ran a task): not counted twice
         # sources this driver settled, as 64-bit hashes with their rows' commit times (16 bytes per input: flat
         # enough at millions), so a decode-stage row for the same source (a Ray task retried after it wrote one)
         # is counted once, by "newest row wins" (`settle`)
         self._settled_hash, self._settled_at = array("q"), array("d")
 
     def consume(self, written: pa.Table) -> None:
-        for row in written.to_pylist():
+        rows = written.to_pylist()
+        # a window of an input this driver already settled comes again only if Ray re-ran a task whose output had
+        # already gone through (a lost node): count nothing twice (committed shards are named by their keys)
+        again = self._settled_now({r["source"] for r in rows if r["source"] not in self.inflight})
+        for row in rows:
             s, w = row["source"], int(row["window_index"])
+            if s in again:
+                self.redelivered += 1
+                continue
+            if row.get("error"):  # the tokenizer could not encode it: settled by `close`, its other windows may follow
+                self.failed_here.setdefault(s, row)
+                continue
             got = self.inflight.setdefault(s, set())
+            self.first_seen.setdefault(s, time.time())
             if w not in got:
                 got.add(w)
                 self.windows += 1
-            if int(row["prev_windows"] or 0) + len(got) >= int(row["num_windows"]):
+            if s not in self.failed_here and int(row["prev_windows"] or 0) + len(got) >= int(row["num_windows"]):
                 self.finish({**row, "status": "ok", "message": ""}, int(row["num_windows"]))
         self.maybe_flush()
+
+    def close(self) -> None:
+        """End of the chain: settle the inputs the tokenizer could not encode (final, reason from `error`), with the
+        windows of theirs that were committed."""
+        for s, row in self.failed_here.items():
+            reason, _, message = row["error"].partition(": ")
+            done = int(row["prev_windows"] or 0) + len(self.inflight.get(s, ()))
+            self.finish({**row, "status": reason, "message": message, "final": True}, done)
+        self.failed_here = {}
+
+    def _settled_now(self, sources: set[str]) -> set[str]:
+        """Those of `sources` this driver already settled in this run (one vectorised look-up per WRITTEN table)."""
+        if not sources or not (len(self._settled_hash) or self.buffer):
+            return set()
+        known = np.concatenate([np.frombuffer(self._settled_hash, dtype=np.int64),
+                                np.array([hash(r["source"]) for r in self.buffer], dtype=np.int64)])
+        ordered = sorted(sources)
+        hit = np.isin(np.array([hash(x) for x in ordered], dtype=np.int64), known)
+        return {x for x, h in zip(ordered, hit.tolist()) if h}
 
     def finish(self, row: dict, num_windows: int) -> None:
         """Buffer the status row of a finished input (all its windows committed)."""
         self.inflight.pop(row["source"], None)
+        self.first_seen.pop(row["source"], None)
         self.buffer.append({**{f.name: row.get(f.name) for f in STATUS_SCHEMA}, "num_windows": num_windows})
         self.count(row)
 
@@ -148,6 +183,7 @@ class StatusTracker:
                 self.video_s -= row.get("source_duration_s") or 0.0
             self.count(row)
             self.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
+            self.first_seen.pop(row["source"], None)
 
 
 def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]:
@@ -350,6 +386,17 @@ def summary_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _run_nodes_actor():
+    """The RunNodes actor, on the driver's own node (soft=False): it dies only with the driver, never with a worker
+    node; a crash of its process restarts it (empty: it holds only informational counts) and its calls are retried."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return ray.remote(RunNodes).options(
+        num_cpus=0, max_restarts=-1, max_task_retries=-1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+
+
 def _run_chain(cfg: TokenizeJobConfig, plan: Plan, decode: DecodeConfig, layout: OutputLayout, sha: str,
                tokens_binary: bool, shard_rows: int, tracker: StatusTracker, run_id: str,
                progress: RunProgress, logs: RayLogs) -> dict:
@@ -360,21 +407,38 @@ def _run_chain(cfg: TokenizeJobConfig, plan: Plan, decode: DecodeConfig, layout:
         num_gpus = cfg.tokenizer.num_gpus
         if num_gpus is None:
             num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        nodes = ray.remote(num_cpus=0)(RunNodes).remote()
+        nodes = _run_nodes_actor()
         dt = cfg.decode_task
-        per_task = dt.inputs_for(plan.pending, plan.pending_bytes, plan.pending_sized,
-                               ray.cluster_resources().get("CPU", 1.0) / dt.num_cpus)
+        slots = ray.cluster_resources().get("CPU", 1.0) / dt.num_cpus
+        per_task = dt.inputs_for(plan.pending, plan.pending_bytes, plan.pending_sized, slots)
         log.info("decode tasks: %d inputs each (%s)", per_task,
                  "decode_task.inputs_per_task" if dt.inputs_per_task else
                  f"sized by decode_task.task_mb={dt.task_mb} over {plan.pending_sized} known sizes")
         ds = build_dataset(plan.files, cfg, decode, layout, sha, tokens_binary, num_gpus, shard_rows, run_id, per_task,
                            nodes)
-        with progress.attach(nodes):
-            for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                tracker.consume(written)
+        progress.slots = int(dt.concurrency or max(slots, 1))
+        progress.needs = {"decode tasks": {"CPU": dt.num_cpus},
+                          "tokenizer": {"CPU": cfg.tokenizer.num_cpus, "GPU": num_gpus}}
+        try:
+            with progress.attach(nodes):
+                for written in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    tracker.consume(written)
+        except Exception as e:  # a broken decode environment stops the run with its own exit code (the job's)
+            broken = find_cause(e, MachineBroken)
+            if broken is None:
+                raise
+            raise MachineBroken(broken.node, broken.reason, broken.detail, broken.sources) from None
+        tracker.close()
         progress.save_stats(ds)
-        seen = ray.get(nodes.get.remote())
-        ray.kill(nodes)
+        if tracker.redelivered:
+            log.warning("%d windows of finished inputs came again (Ray re-ran tasks after a lost node); counted once",
+                        tracker.redelivered)
+        try:  # where the stages ran: informational, never worth the run (a lost actor leaves it partial)
+            seen = ray.get(nodes.get.remote(), timeout=60)
+            ray.kill(nodes)
+        except Exception as e:
+            log.warning("where the stages ran is unknown (RunNodes: %s): the summary's nodes stay empty", _short(e))
+            seen = {}
         return seen
     finally:
         try:

@@ -3,7 +3,7 @@ between the stages of the chain, plus the stable clip id. Pure pyarrow/numpy: no
 
     plan      PLAN_SCHEMA     driver -> decode         one row per pending input (INPUT_SCHEMA + resume info)
     windows   WINDOW_SCHEMA   decode -> tokenizer      one row per window: lineage + `frames` (raw uint8 bytes) + tries
-    encoded   ENCODED_SCHEMA  tokenizer -> writer      the window row with `tokens` instead of `frames`
+    encoded   ENCODED_SCHEMA  tokenizer -> writer      the window row with `tokens` instead of `frames` (or `error`)
     tokens    token_schema    the committed shards     ENCODED + `clip_id`, without the resume bookkeeping
     written   WRITTEN_SCHEMA  writer -> driver         one small row per committed window (no pixels, no tokens)
     status    STATUS_SCHEMA   the committed status     one row per finished input
@@ -72,6 +72,9 @@ _TOKEN_FIELDS = [
 ]
 _PREV = pa.field("prev_windows", pa.int32())  # resume bookkeeping: windows of the source committed before this run
 _TRIES = pa.field("attempts", pa.int32())  # decode tries this run took for the source (retries of transient failures)
+# tokenizer -> writer -> driver: null, or why the window could not be encoded (`too_large: ...`, a window that does not
+# fit in GPU memory even alone); such a row has no tokens, is never committed, and the driver settles its input by it
+_ERROR = pa.field("error", pa.string())
 
 WINDOW_SCHEMA = pa.schema(_SOURCE_FIELDS + _WINDOW_FIELDS + [
     _PREV, _TRIES, pa.field("frames", pa.binary()),  # (num_frames, height, width, 3) uint8, C order
@@ -85,7 +88,7 @@ def tokens_type(tokens_binary: bool) -> pa.DataType:
 def encoded_schema(tokens_binary: bool) -> pa.Schema:
     """Tokenizer -> writer rows: the window row with its tokens instead of its frames."""
     return pa.schema(_SOURCE_FIELDS + _WINDOW_FIELDS + [_PREV, _TRIES] + _TOKEN_FIELDS
-                     + [pa.field("tokens", tokens_type(tokens_binary))])
+                     + [pa.field("tokens", tokens_type(tokens_binary)), _ERROR])
 
 
 def token_schema(tokens_binary: bool) -> pa.Schema:
@@ -100,7 +103,9 @@ def token_schema(tokens_binary: bool) -> pa.Schema:
 
 WRITTEN_SCHEMA = pa.schema(_SOURCE_FIELDS + [
     pa.field("decode_backend", pa.string()), pa.field("window_index", pa.int32()), pa.field("num_windows", pa.int32()),
-    pa.field("crop_dropped", pa.float64()), _PREV, _TRIES, pa.field("shard", pa.string()),  # the shard holding it
+    pa.field("crop_dropped", pa.float64()),
+    _PREV, _TRIES, pa.field("shard", pa.string()),  # the token shard that holds the window (null with `error`)
+    _ERROR,
 ])
 
 
@@ -230,10 +235,23 @@ def encoded_table(windows: pa.Table, tokens: np.ndarray, token_dtype: str, token
     extra = {"tokenizer": pa.array([tokenizer] * n, pa.string()), "checkpoint_sha256": pa.array([sha] * n, pa.string()),
              "token_dtype": pa.array([token_dtype] * n, pa.string()),
              "token_shape": _list_array([np.asarray(tokens.shape[1:], np.int32)] * n, pa.int32()),
-             "tokens": tokens_column(tokens, token_dtype)}
+             "tokens": tokens_column(tokens, token_dtype), "error": pa.nulls(n, pa.string())}
     for name, arr in extra.items():
         out = out.append_column(name, arr)
     return out.cast(encoded_schema(token_dtype != "int32"))
+
+
+def failed_table(windows: pa.Table, error: str, token_dtype: str, tokenizer: str, sha: str) -> pa.Table:
+    """ENCODED rows for `windows` (WINDOW_SCHEMA) that could not be encoded: no tokens, `error` = `<reason>: why`."""
+    n = windows.num_rows
+    binary = token_dtype != "int32"
+    out = windows.drop_columns(["frames"])
+    extra = {"tokenizer": pa.array([tokenizer] * n, pa.string()), "checkpoint_sha256": pa.array([sha] * n, pa.string()),
+             "token_dtype": pa.array([token_dtype] * n, pa.string()), "token_shape": pa.nulls(n, pa.list_(pa.int32())),
+             "tokens": pa.nulls(n, tokens_type(binary)), "error": pa.array([error] * n, pa.string())}
+    for name, arr in extra.items():
+        out = out.append_column(name, arr)
+    return out.cast(encoded_schema(binary))
 
 
 def token_table(rows, tokens_binary: bool) -> pa.Table:
@@ -248,10 +266,12 @@ def token_table(rows, tokens_binary: bool) -> pa.Table:
     return pa.Table.from_pydict(cols, schema=schema)
 
 
-def written_table(encoded: pa.Table, shard: str) -> pa.Table:
-    """WRITTEN rows of one committed shard (what the writer tells the driver)."""
+def written_table(encoded: pa.Table, shard: str | None) -> pa.Table:
+    """WRITTEN rows of one committed shard (what the writer tells the driver); rows with an `error` keep it and get
+    no shard."""
     cols = {f.name: encoded.column(f.name) for f in WRITTEN_SCHEMA if f.name != "shard"}
-    cols["shard"] = pa.array([shard] * encoded.num_rows, pa.string())
+    failed = encoded.column("error").is_valid().to_pylist()
+    cols["shard"] = pa.array([None if bad else shard for bad in failed], pa.string())
     return pa.Table.from_pydict(cols, schema=WRITTEN_SCHEMA)
 
 

@@ -10,6 +10,11 @@
       .map_batches(WriteTokenShard)    batch = one shard: commit it atomically, return WRITTEN rows
     driver: iterates the WRITTEN stream and commits status rows (pipeline/tokenize/run.py)
 
+Fleet faults (docs/operations.md §6): the tokenizer halves a batch that runs out of GPU memory down to one window
+(`pipeline/tokenize/oom.py`; a window that never fits becomes an `error` row, settled `too_large` by the driver); the
+decode stage stops the run when its node's decoder is broken (`pipeline/tokenize/machine.py`) and reports each input
+it is on to `RunNodes` (every HEARTBEAT_S, from a side thread), so the tail can name the oldest inputs in flight.
+
 Every stage takes and returns Arrow tables of the schemas in `pipeline/tokenize/schema.py`, and each is a plain
 callable, so the unit tests call them on tables without a cluster. Where a stage ran (node, device) is reported once
 per process to a small `RunNodes` actor, not carried in the rows.
@@ -27,19 +32,25 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+import uuid
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.decode.spatial import crop_dropped
+from pipeline.decode.status import DecoderUnavailable
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
 from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
 from pipeline.tokenize.config import RetryConfig
 from pipeline.tokenize.failures import RetriedStream
+from pipeline.tokenize.machine import MachineBroken, MachineCheck
+from pipeline.tokenize.oom import AdaptiveBatches
 from pipeline.tokenize.schema import (
-    WINDOW_SCHEMA, encoded_table, frames_array, status_table, token_table, window_table, written_table,
+    WINDOW_SCHEMA, encoded_table, failed_table, frames_array, status_table, token_table, window_table, written_table,
 )
 
 log = logging.getLogger(__name__)
@@ -50,18 +61,36 @@ TILE_FRAMES = 16  # v1.1 temporal tile (t_chunk_enc) for whole-clip pieces, as t
 
 # ---------------------------------------------------------------------------------------------------- bookkeeping
 class RunNodes:
-    """A tiny Ray actor: which nodes (and devices) each stage ran on, for the run summary."""
+    """A tiny Ray actor: which nodes (and devices) each stage ran on, for the run summary; the inputs the decode stage
+    finished itself (live progress); the inputs being decoded now (the tail, `pipeline/tokenize/progress.py`).
+
+    Nothing the run needs lives only here: the driver pins it to its own node and restarts it if its process dies
+    (`pipeline/tokenize/run.py`); a restart loses these counts, which only the summary's `nodes` and the live
+    progress line use (the final counts come from the committed status rows)."""
 
     def __init__(self):
         self.seen: dict[str, set] = {"decode": set(), "tokenizer": set(), "tokenizer_device": set()}
         self.done: set[int] = set()  # hashes of the sources the decode stage finished (a retried task reports again)
         self.counts: dict = {"inputs": 0, "video_s": 0.0, "reasons": {}}
+        self.decoding: dict[str, tuple[str, float, str]] = {}  # task -> (source, started at, node): one per task
 
     def add(self, kind: str, value: str) -> None:
         self.seen[kind].add(value)
 
     def get(self) -> dict[str, list]:
         return {k: sorted(v) for k, v in self.seen.items()}
+
+    def at(self, task: str, source: str | None, started: float, node: str = "") -> None:
+        """Decode task `task` started `source` at `started` (epoch s) on `node`; `source` None: the task ended.
+        One entry per running task, so this holds as many entries as decode slots, whatever the corpus."""
+        if source is None:
+            self.decoding.pop(task, None)
+        else:
+            self.decoding[task] = (source, started, node)
+
+    def running(self) -> list[tuple[str, float, str]]:
+        """`(source, started at, node)` of the inputs being decoded now."""
+        return list(self.decoding.values())
 
     def finish(self, rows: list[tuple[str, str, float | None]]) -> None:
         """Inputs the decode stage finished itself (failures, or nothing left to encode), as `(source, status,
@@ -95,6 +124,69 @@ def _report(nodes, kind: str, value: str | None = None) -> None:
 _reported: set = set()
 
 
+def node_name() -> str:
+    """This process's machine in words: host, IP and Ray node id (host only outside Ray); computed once in Ray."""
+    if "name" in _node:
+        return _node["name"]
+    import socket
+
+    name = socket.gethostname()
+    try:
+        import ray
+
+        if ray.is_initialized():
+            name += f" ({ray.util.get_node_ip_address()}, Ray node {ray.get_runtime_context().get_node_id()})"
+            _node["name"] = name
+    except Exception:
+        pass
+    return name
+
+
+_node: dict = {}
+_machine: dict = {}  # this process's MachineCheck of the current run (pipeline/tokenize/machine.py)
+
+
+def _machine_check(run_id: str, burst: int) -> MachineCheck:
+    """This process's check for run `run_id`: a Ray worker process outlives a run (tests, several runs of one
+    driver), and each run judges the start of its own inputs."""
+    if _machine.get("key") != (run_id, burst):
+        _machine.update(key=(run_id, burst), check=MachineCheck(burst))
+    return _machine["check"]
+
+
+HEARTBEAT_S = 5.0  # how often a decode task tells RunNodes which input it is on (only if it changed)
+
+
+class _Current:
+    """The input a decode task is on, told to `RunNodes.at` from a side thread at most every HEARTBEAT_S, so the
+    tail of the run can name the oldest inputs in flight. Not per input: a fire-and-forget actor call costs 0.3-0.7
+    ms (measured on the 2-core machine), as much as decoding a one-second clip; an input shorter than the heartbeat
+    is never reported, and those never hold a run's tail."""
+
+    def __init__(self, nodes):
+        self.nodes, self.task, self.now, self.sent = nodes, uuid.uuid4().hex, None, None
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        if nodes is not None:
+            threading.Thread(target=self._loop, name="decode-heartbeat", daemon=True).start()
+
+    def set(self, source: str) -> None:
+        self.now = (source, time.time())
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            with self.lock:
+                now = self.now
+                if not self.stopped.is_set() and now is not None and now is not self.sent:
+                    self.nodes.at.remote(self.task, now[0], now[1], node_name())
+                    self.sent = now
+
+    def close(self) -> None:
+        with self.lock:
+            self.stopped.set()
+            if self.sent is not None:
+                self.nodes.at.remote(self.task, None, time.time())
+
+
 # ----------------------------------------------------------------------------------------------------- decode stage
 class DecodeInputs:
     """`map_batches` body (a task): PLAN_SCHEMA rows -> WINDOW_SCHEMA tables, one input at a time.
@@ -108,15 +200,25 @@ class DecodeInputs:
     """
 
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, machine_burst: int = 0):
         self.cfg, self.layout, self.nodes = decode_cfg, layout, nodes
         self.retry, self.run_id = retry or RetryConfig(), run_id or new_run_id()
+        self.machine_burst = machine_burst  # decode_task.machine_burst; 0 (unit tests' default): the rule is off
 
     def __call__(self, plan: pa.Table):
         _report(self.nodes, "decode")
         opts = self.layout.storage_options
+        check = _machine_check(self.run_id, self.machine_burst)
+        current = _Current(self.nodes)
+        try:
+            yield from self._decode(plan, opts, check, current)
+        finally:
+            current.close()
+
+    def _decode(self, plan: pa.Table, opts: dict, check: MachineCheck, current: "_Current"):
         failed: list[dict] = []  # status rows of inputs without windows: one shard per task, not one per input
         for row in plan.to_pylist():
+            current.set(row["source"])
             skip = frozenset(int(w) for w in row.pop("skip_windows") or ())
             if row.get("source_size") is None:  # manifests may not carry size / ETag: ask the store once
                 try:
@@ -126,27 +228,46 @@ class DecodeInputs:
             stream = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
                                                              skip_windows=done), skip, self.retry, row["source"])
             chunk = []
-            for w in stream:  # windows arrive as the child cuts them
-                chunk.append(w)
-                if len(chunk) == WINDOWS_PER_YIELD or (self.cfg.whole_clip and chunk):
-                    # whole clip: pieces differ in length, one table each
-                    yield self._table(row, stream.current.result, chunk, stream.tries)
-                    chunk = []
+            try:
+                for w in stream:  # windows arrive as the child cuts them
+                    chunk.append(w)
+                    if len(chunk) == WINDOWS_PER_YIELD or (self.cfg.whole_clip and chunk):
+                        # whole clip: pieces differ in length, one table each
+                        yield self._table(row, stream.current.result, chunk, stream.tries)
+                        chunk = []
+            except DecoderUnavailable as e:  # no file was read: the machine (pipeline/tokenize/machine.py)
+                self._stop(check, failed, "decoder unavailable", str(e))
             out = stream.outcome
             res = out.result
             if chunk:  # windows before a failure are good: they go on, and the row below counts them
                 yield self._table(row, res, chunk, out.tries)
+            status = {"status": res.status}
             if res.status != "ok" or not stream.sent:
                 # ok: every window was committed before; a failure after `sent` windows: those stay committed and
                 # this row says how many there are (the driver settles the input by this row)
                 done = res.num_windows_total if res.status == "ok" else int(row["prev_windows"] or 0) + stream.sent
-                failed.append({**self._info(row, res), "attempts": out.tries, "status": res.status,
-                               "message": res.message or "", "num_windows": done, "final": out.final})
+                status = {**self._info(row, res), "attempts": out.tries, "status": res.status,
+                          "message": res.message or "", "num_windows": done, "final": out.final}
+                failed.append(status)
+            if check.see(status):
+                self._stop(check, failed, check.rows[0]["status"], check.rows[0]["message"])
         if failed:  # after the batch: a killed task leaves no row, and its inputs are decoded again
             self.layout.write_table(status_shard_name([r["source"] for r in failed], self.run_id),
                                     status_table(failed, self.run_id))
             if self.nodes is not None:  # live progress: the driver reads these rows back only at the end
                 self.nodes.finish.remote([(r["source"], r["status"], r["source_duration_s"]) for r in failed])
+
+    def _stop(self, check: MachineCheck, failed: list[dict], reason: str, detail: str):
+        """The machine is broken: commit this task's rows with the burst's made pending, and raise MachineBroken."""
+        node = node_name()
+        pending = check.pending_rows(node)
+        mine = {r["source"] for r in pending}
+        rows = [r for r in failed if r["source"] not in mine] + pending
+        if rows:
+            self.layout.write_table(status_shard_name([r["source"] for r in rows], self.run_id),
+                                    status_table(rows, self.run_id))
+        log.error("decode environment broken on %s: %s (%s)", node, reason, detail)
+        raise MachineBroken(node, reason, detail, sorted(mine))
 
     @staticmethod
     def _info(row: dict, res) -> dict:
@@ -175,7 +296,7 @@ class TokenizeClips:
 
     def __init__(self, preset: str, checkpoint: str | None, checkpoint_sha256: str, seed: int, precision: str,
                  latent_dtype: str, storage_options: dict | None = None, nodes=None, tiling: bool = False,
-                 compile: str | None = None, cudnn_benchmark: bool = True):
+                 compile: str | None = None, cudnn_benchmark: bool = True, batch_size: int | None = None):
         import torch
 
         from vidtok import VidTok, compile_encoder, set_cudnn_benchmark
@@ -198,6 +319,10 @@ class TokenizeClips:
         self.autocast = self.device.type == "cuda" and precision in ("auto", "bf16")
         self.token_dtype = "int32" if self.model.regularizer_kind == "fsq" else latent_dtype
         self.preset, self.sha, self.nodes = preset, checkpoint_sha256, nodes
+        cuda = self.device.type == "cuda"
+        # out of memory on a batch: free, halve, retry down to one window; remember what fitted (pipeline/tokenize/oom.py)
+        self.batches = AdaptiveBatches(batch_size or 2**31, lambda e: isinstance(e, torch.OutOfMemoryError),
+                                       torch.cuda.empty_cache if cuda else (lambda: None))
         if nodes is not None:
             import ray
 
@@ -217,17 +342,31 @@ class TokenizeClips:
         return pa.concat_tables([self._encode(windows.take(pa.array(rows))) for rows in groups.values()])
 
     def _encode(self, windows: pa.Table) -> pa.Table:
-        """Windows of one shape -> ENCODED rows."""
+        """Windows of one shape -> ENCODED rows, in chunks that fit in memory (`self.batches`); a window that does
+        not fit even alone becomes a row with `error` = `too_large: ...` (its input's status, settled by the driver)."""
         import torch
 
         from vidtok.video import to_model_input
 
-        x = to_model_input(frames_array(windows).copy(), self.device)  # copy: Arrow buffers are read-only
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            enc = self.model.encode(x)
-        tokens = self._to_numpy(enc)  # one device->host copy per batch; GPU memory freed with `enc`
-        del x, enc
-        return encoded_table(windows, tokens, self.token_dtype, self.preset, self.sha)
+        frames = frames_array(windows)
+
+        def encode(start: int, stop: int) -> np.ndarray:
+            x = to_model_input(frames[start:stop].copy(), self.device)  # copy: Arrow buffers are read-only
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                enc = self.model.encode(x)
+            return self._to_numpy(enc)  # one device->host copy per chunk; device memory freed with `enc`
+
+        parts = []
+        for start, stop, tokens in self.batches.run(windows.num_rows, encode):
+            rows = windows.slice(start, stop - start)
+            if tokens is not None:
+                parts.append(encoded_table(rows, tokens, self.token_dtype, self.preset, self.sha))
+            else:
+                t, h, w = frames.shape[1:4]
+                parts.append(failed_table(rows, f"too_large: one window of {t} frames of {h}x{w} pixels does not fit "
+                                                f"in {self.device.type} memory even alone (out of memory at batch "
+                                                "size 1)", self.token_dtype, self.preset, self.sha))
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
     def _to_numpy(self, enc) -> np.ndarray:
         import torch
@@ -242,15 +381,21 @@ class TokenizeClips:
 # ------------------------------------------------------------------------------------------------------ writer stage
 class WriteTokenShard:
     """`map_batches` body (a retryable task): commit the batch's windows as one shard, named by a hash of its keys,
-    and return its WRITTEN rows. A retry sees the same batch and writes the same name with the same rows."""
+    and return its WRITTEN rows. A retry sees the same batch and writes the same name with the same rows. Rows with
+    an `error` (the tokenizer could not encode them) are not written; their WRITTEN rows carry the error."""
 
     def __init__(self, layout: OutputLayout, tokens_binary: bool):
         self.layout, self.tokens_binary = layout, tokens_binary
 
     def __call__(self, encoded: pa.Table) -> pa.Table:
-        table = token_table(encoded, self.tokens_binary)
-        name = token_shard_name(zip(table.column("source").to_pylist(), table.column("window_index").to_pylist()))
-        self.layout.write_table(name, table)
+        import pyarrow.compute as pc
+
+        ok = encoded.filter(pc.is_null(encoded.column("error")))  # windows the tokenizer could not encode: no tokens
+        name = None
+        if ok.num_rows:
+            table = token_table(ok, self.tokens_binary)
+            name = token_shard_name(zip(table.column("source").to_pylist(), table.column("window_index").to_pylist()))
+            self.layout.write_table(name, table)
         return written_table(encoded, name)
 
 
@@ -271,7 +416,8 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
         # streaming split into blocks of `per_task` rows: one decode task each, so decoding spreads over the
         # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
         .repartition(target_num_rows_per_block=per_task)
-        .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id), batch_size=per_task, batch_format="pyarrow",
+        .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst), batch_size=per_task,
+                     batch_format="pyarrow",
                      num_cpus=dt.num_cpus, memory=dt.memory_mb * 2**20, **decode_kwargs)
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,
@@ -280,7 +426,8 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
                                             "seed": cfg.seed, "precision": tk.precision,
                                             "latent_dtype": tk.latent_dtype, "storage_options": layout.storage_options,
                                             "nodes": nodes, "tiling": decode_cfg.whole_clip,
-                                            "compile": tk.compile, "cudnn_benchmark": tk.cudnn_benchmark})
+                                            "compile": tk.compile, "cudnn_benchmark": tk.cudnn_benchmark,
+                                            "batch_size": tk.batch_size})
         .map_batches(WriteTokenShard(layout, tokens_binary), batch_size=shard_rows, batch_format="pyarrow",
                      num_cpus=0.25)
     )

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from pipeline.decode import DecodeConfig
 from pipeline.storage import OutputLayout
-from pipeline.tokenize.progress import METRIC_NAMES, Counts, ProgressReporter, RayMetrics, Snapshot, format_duration
+from pipeline.tokenize.progress import METRIC_NAMES, Counts, InFlight, ProgressReporter, RayMetrics, Snapshot, format_duration
 from pipeline.tokenize.schema import PLAN_SCHEMA
 from pipeline.tokenize.stages import DecodeInputs, RunNodes
 
@@ -94,7 +94,8 @@ def test_progress_figures_are_exported_as_ray_metrics(ray_local):
     recorded (counters as the sum of their increments)."""
     m = RayMetrics("test-metrics")
     m.record(Snapshot(Counts(inputs=1, windows=4, video_s=30.0, failures={"corrupt": 1}), 10, 10.0))
-    m.record(Snapshot(Counts(inputs=3, windows=12, video_s=90.0, failures={"corrupt": 2}), 10, 20.0))
+    m.record(Snapshot(Counts(inputs=3, windows=12, video_s=90.0, failures={"corrupt": 2},
+                             in_flight=(InFlight("s3://b/v/slow.mp4", 125.0, 2, "n1"),)), 10, 20.0))
     port = ray_local.nodes()[0]["MetricsExportPort"]
     found = _scrape(port, list(METRIC_NAMES.values()))
     missing = [n for n, lines in found.items() if not lines]
@@ -108,3 +109,5 @@ def test_progress_figures_are_exported_as_ray_metrics(ray_local):
     assert value("ray_vidtok_tokenize_windows_per_second") == 12 / 20
     assert 'reason="corrupt"' in found["ray_vidtok_tokenize_failures_total"][-1]
     assert value("ray_vidtok_tokenize_failures_total") == 2
+    assert 'source="s3://b/v/slow.mp4"' in found["ray_vidtok_tokenize_inflight_seconds"][-1]
+    assert value("ray_vidtok_tokenize_inflight_seconds") == 125 and value("ray_vidtok_tokenize_waiting") == 0
