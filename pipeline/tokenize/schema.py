@@ -222,7 +222,7 @@ def windows_from_frames(frames: np.ndarray, source: str = "synthetic", fps: floa
     n, t = frames.shape[:2]
     windows = [Window(i, frames[i], np.arange(t) / fps, np.arange(i * t, (i + 1) * t)) for i in range(n)]
     base = {"source": source, "num_windows": n, "prev_windows": 0, "sample_fps": fps, "decode_backend": None,
-            "bucket": None, "attempts": 1,
+            "bucket": None, "crop_dropped": 0.0, "attempts": 1,
             "source_size": None, "source_etag": None, "source_mtime": None, "source_fps": None,
             "source_duration_s": None}
     return window_table(base, windows, frames)
