@@ -42,6 +42,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from .header import KEEP_BYTES, HeaderView, is_mp4
 from .source import Readable, as_file, open_binary, size_of
 from .status import CORRUPT, NOT_A_VIDEO, TRUNCATED, UNSUPPORTED_CODEC, DecodeError
 
@@ -94,6 +95,7 @@ class ProbeInfo:
     decord_ok: bool = False  # decord is known right for this container/codec and the timestamps are complete
     cfr_order: bool = False  # time of the n-th decoded frame is n / avg_fps (CFR_FORMATS)
     reordered: bool = False  # presentation order differs from decode order (B-frames)
+    indexed_from: str = "demux"  # header: MP4/MOV sample tables, media data not read (header.py) | demux: every packet
     notes: list[str] = field(default_factory=list)
 
 
@@ -142,13 +144,19 @@ def _file_size(readable: Readable) -> int:
     return size_of(readable)
 
 
-def probe(readable: Readable) -> ProbeInfo:
-    """Probe ``readable`` (a path or the file's bytes). Raises ``DecodeError`` for inputs that cannot be videos."""
+def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES) -> ProbeInfo:
+    """Probe ``readable`` (a path, the file's bytes or a remote object). Raises ``DecodeError`` for inputs that
+    cannot be videos. ``header_only``: an MP4/MOV path or remote object is probed from its header, its media data
+    past the first ``keep`` bytes read as zeros (``pipeline/decode/header.py``), with a full demux where that cannot
+    be exact (``ProbeInfo.indexed_from`` says which)."""
     import av
 
     head = _head(readable)
+    view = None
+    if header_only and not isinstance(readable, (bytes, bytearray)) and is_mp4(head):
+        view = HeaderView.of(open_binary(readable), _file_size(readable), keep)
     try:
-        container = av.open(as_file(readable), mode="r")
+        container = av.open(view if view is not None else as_file(readable), mode="r")
     except av.FFmpegError as e:
         text = str(e)
         cut = _mp4_cut(readable) if head[4:8] == b"ftyp" else None
@@ -168,6 +176,14 @@ def probe(readable: Readable) -> ProbeInfo:
         if ctx is None or ctx.codec is None or not ctx.codec.is_decoder:
             raise DecodeError(UNSUPPORTED_CODEC, f"no decoder for video codec {codec!r} in {fmt}")
         width, height = ctx.width, ctx.height
+        keys = None  # header probe: key frames from the header's sync samples (zeroed packets carry none)
+        if view is not None:
+            entries = stream.index_entries
+            if (not len(entries) or entries[0].pos + entries[0].size > view.real_end or ctx.format is None
+                    or not width):  # the first frame is not in the real bytes: demux the real file
+                container.close()
+                return probe(readable, header_only=False)
+            keys = {e.pos: e.is_keyframe for e in entries}
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
         restarts, latest = [], None  # clean key frames; the latest pts so far in decode order
@@ -178,21 +194,25 @@ def probe(readable: Readable) -> ProbeInfo:
                 n += 1
                 pts.append(pkt.pts)
                 if pkt.pts is not None:
-                    if pkt.is_keyframe and (latest is None or pkt.pts > latest):
+                    key = pkt.is_keyframe if keys is None else keys.get(pkt.pos, False)
+                    if key and (latest is None or pkt.pts > latest):
                         restarts.append(pkt.pts)
                     latest = pkt.pts if latest is None else max(latest, pkt.pts)
                 durs.append(pkt.duration or 0)
-                if rotation is None:  # decode only until the first frame shows its display matrix
-                    rotation = _rotation(stream, pkt)
+                if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
+                    rotation = _rotation(stream, pkt)  # decode only until the first frame shows its display matrix
         except av.FFmpegError as e:
             demux_error = str(e)
+        if view is not None and rotation is None and not demux_error:  # no frame out of the real bytes
+            container.close()
+            return probe(readable, header_only=False)
         names = set(fmt.split(","))
         info = ProbeInfo(
             format_name=fmt, codec=codec, width=width, height=height,
             pix_fmt=ctx.format.name if ctx.format is not None else None, num_packets=n,
             avg_fps=float(stream.average_rate or stream.guessed_rate or 0.0),
             duration_s=float(stream.duration * tb) if stream.duration else float(container.duration or 0) / 1e6,
-            rotation=rotation or 0, pts=np.empty(0),
+            rotation=rotation or 0, pts=np.empty(0), indexed_from="header" if view is not None else "demux",
         )
         if n == 0:
             raise DecodeError(TRUNCATED if demux_error else CORRUPT,
