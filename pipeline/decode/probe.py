@@ -92,6 +92,7 @@ class ProbeInfo:
     # pts ticks, ascending, of the key frames the decode may restart at: in decode order, every packet before one is
     # presented before it (so nothing presented at or after it is decoded earlier). Only with pts_reliable.
     restart_ticks: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    restart_pos: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)  # their byte offsets
     decord_ok: bool = False  # decord is known right for this container/codec and the timestamps are complete
     cfr_order: bool = False  # time of the n-th decoded frame is n / avg_fps (CFR_FORMATS)
     reordered: bool = False  # presentation order differs from decode order (B-frames)
@@ -186,7 +187,7 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES) 
             keys = {e.pos: e.is_keyframe for e in entries}
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
-        restarts, latest = [], None  # clean key frames; the latest pts so far in decode order
+        restarts, restart_pos, latest = [], [], None  # clean key frames; the latest pts so far in decode order
         try:
             for pkt in container.demux(stream):
                 if pkt.size == 0:
@@ -197,6 +198,7 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES) 
                     key = pkt.is_keyframe if keys is None else keys.get(pkt.pos, False)
                     if key and (latest is None or pkt.pts > latest):
                         restarts.append(pkt.pts)
+                        restart_pos.append(-1 if pkt.pos is None else pkt.pos)
                     latest = pkt.pts if latest is None else max(latest, pkt.pts)
                 durs.append(pkt.duration or 0)
                 if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
@@ -228,6 +230,7 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES) 
             info.pts_ticks, info.end_tick, info.pts_reliable = ticks, int(ticks[-1]) + int(last_dur), True
             info.pts, info.end_s = ticks * tb, (int(ticks[-1]) + int(last_dur)) * tb
             info.restart_ticks = np.asarray(restarts, dtype=np.int64)  # ascending by construction
+            info.restart_pos = np.asarray(restart_pos, dtype=np.int64)
         info.cfr_order = bool(names & CFR_FORMATS) and info.avg_fps > 0
         info.reordered = info.pts_reliable and bool(np.any(np.diff(np.asarray(pts, dtype=np.int64)) < 0))
         if (info.pts_reliable and names & DECORD_FORMATS and codec in DECORD_CODECS
