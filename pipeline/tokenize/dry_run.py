@@ -183,8 +183,8 @@ def _estimate(report: DryRunReport, sampler: _Sampler, pending: int, decode: Dec
     report.expected_failures = {r: n * pending / k for r, n in sorted(fails.items())}
     if k == pending:
         report.estimate_basis = f"probed all {k} inputs to decode (containers only; decoding may still fail some)"
-    if report.from_index:
-        report.estimate_basis += f"; {report.from_index} of them from the video index"
     else:
         how = "by bytes (windows per byte of the sample x bytes to do)" if by_bytes else "per input"
         report.estimate_basis = f"ESTIMATE from probing {k} of {pending} inputs to decode, extrapolated {how}"
+    if report.from_index:
+        report.estimate_basis += f"; {report.from_index} of them from the video index"
