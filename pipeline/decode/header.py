@@ -6,8 +6,9 @@ mov demuxer takes every packet's timestamps, size and position from the header a
 from the `mdat` box. :class:`HeaderView` exploits that: a file object over the source that serves the `mdat`
 payload as zeros, past its first ``keep`` bytes. The probe demuxes through it as it always did (the same FFmpeg code
 computes the same presentation times, edit lists included), but the store serves only the header boxes and the first
-``keep`` bytes of media (where the first frames are: FFmpeg decodes the first frame for the pixel format, the probe
-for the display matrix). A 2-hour 720p MP4 is indexed from a few MB instead of its 3 GB (``benchmarks/index.py``).
+read block of media (``keep``: at least 1 MiB, to the end of its block), where the first frames are (FFmpeg decodes
+the first frame for the pixel format, the probe for the display matrix). A long MP4 is indexed from its first block
+and its `moov` box: 7 MB of a 2-minute 112 MB 720p file (``benchmarks/read_once.py``).
 
 What the zeros change, and how the probe deals with it (``pipeline/decode/probe.py``):
 
@@ -30,7 +31,8 @@ import bisect
 import io
 from typing import Iterator
 
-KEEP_BYTES = 4 << 20  # real bytes kept at the start of the media data (the first frames)
+KEEP_BYTES = 1 << 20  # real bytes kept at the start of the media data (the first frames), at least
+ALIGN_BYTES = 4 << 20  # ... up to the end of their read block (source.BLOCK_BYTES): that block is fetched anyway
 MP4_BRANDS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")  # a leading box of an MP4/MOV file
 
 
@@ -68,12 +70,15 @@ class HeaderView(io.RawIOBase):
         self.real_end = self.starts[0] if holes else size  # bytes before the first hole are all real
 
     @classmethod
-    def of(cls, f, size: int, keep: int = KEEP_BYTES) -> "HeaderView":
-        """The view of an MP4/MOV file object: every `mdat` payload is a hole, after the first one's ``keep`` bytes."""
+    def of(cls, f, size: int, keep: int = KEEP_BYTES, align: int = ALIGN_BYTES) -> "HeaderView":
+        """The view of an MP4/MOV file object: every `mdat` payload is a hole, after the first one's ``keep`` bytes
+        (rounded up to a multiple of ``align`` bytes of the file: the rest of a read block that is fetched anyway)."""
         holes, first = [], True
         for pos, kind, hlen, box in mp4_boxes(f, size):
             if kind == b"mdat":
-                start = pos + hlen + (keep if first else 0)
+                start = pos + hlen
+                if first and keep > 0:
+                    start = -(-(start + keep) // align) * align
                 first = False
                 if start < min(pos + box, size):
                     holes.append((start, min(pos + box, size)))

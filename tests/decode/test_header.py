@@ -42,7 +42,7 @@ def test_header_probe_equals_demux(long_gops, name):
     if m.skipped:
         pytest.skip(m.skipped)
     full = probe(str(m.path), header_only=False)
-    head = probe(str(m.path), keep=8192)
+    head = probe(str(m.path), keep=8192, align=1)
     assert full.indexed_from == "demux" and head.indexed_from == "header"
     assert not _diffs(full, head), _diffs(full, head)
     assert len(head.restart_ticks) > 1  # several key frames, found in the header
@@ -51,7 +51,7 @@ def test_header_probe_equals_demux(long_gops, name):
 def test_header_probe_falls_back_when_first_frame_is_not_kept(long_gops):
     """Keeping no media bytes leaves the first frame unknown: the probe demuxes the real file instead."""
     m = long_gops["h264_rot90_mp4"]
-    info = probe(str(m.path), keep=0)
+    info = probe(str(m.path), keep=0, align=1)
     assert info.indexed_from == "demux" and info.rotation == 90
 
 
@@ -59,7 +59,7 @@ def test_header_probe_falls_back_when_first_frame_is_not_kept(long_gops):
 def test_header_probe_keeps_failure_classes(broken, name):  # noqa: F811
     """A cut MP4 is `truncated` from its header as from its packets, and a good short one is probed the same."""
     b = broken[name]
-    for kw in ({"header_only": False}, {"keep": 1024}):
+    for kw in ({"header_only": False}, {"keep": 1024, "align": 1}):
         try:
             got = probe(str(b.path), **kw).num_packets
         except DecodeError as e:
