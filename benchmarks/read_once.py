@@ -7,12 +7,15 @@
    per object.
    Run twice, each in a fresh process: with the code of ``--baseline`` (exported with ``git archive``; default
    8cd0f11, `main` before this change) and with this checkout.
-2. **Indexing a long MP4** (goal: the header, not the file). A ``--minutes`` 1280×720 30 fps H.264 MP4 (``-preset
+2. **Bytes per training clip** (`pipeline.train.data.random_clips`: one random 17-frame 128² clip at 3 FPS) of a
+   ``--train-seconds`` 720p H.264 MP4 (``veryfast``, GOP 250, 3 B-frames) on the same server, before and after, for
+   ``--runs`` items (each its own random start); the issue's target is item 4 (only the clip's range), not done yet.
+3. **Indexing a long MP4** (goal: the header, not the file). A ``--minutes`` 1280×720 30 fps H.264 MP4 (``-preset
    ultrafast -g 250``, index at the end as ffmpeg writes it; cached in ``--workdir``) is probed as a remote object
    (`source.RemoteObject` over ``file://``, so the block cache counts what it fetches) from its header and by
    demuxing every packet (what the probe did before): bytes fetched and seconds, median of ``--runs``.
 
-Run: ``python benchmarks/read_once.py [--minutes 120] [--seconds 20] [--baseline 8cd0f11]``.
+Run: ``python benchmarks/read_once.py [--minutes 120] [--seconds 20] [--train-seconds 60] [--baseline 8cd0f11]``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ CORPUS = {  # name: ffmpeg output arguments
 DECODE = ("import sys; from pipeline.decode import DecodeConfig, decode_windows; "
           "r = decode_windows(sys.argv[1], DecodeConfig(size=256, num_frames=8), {'client_kwargs': {'endpoint_url': sys.argv[2]}}); "
           "print(r.status, r.num_windows_total)")
+TRAIN = ("import sys; from pipeline.decode import DecodeConfig; from pipeline.train.data import random_clips; "
+         "c = random_clips(sys.argv[1], DecodeConfig(size=128), 17, 1, (0, int(sys.argv[3]), 7), "
+         "{'client_kwargs': {'endpoint_url': sys.argv[2]}}); print('ok' if len(c) == 1 else 'failed')")
 
 
 def ffmpeg(out: Path, seconds: float, args: list[str], wh: str = "1280x720") -> Path:
@@ -76,10 +82,20 @@ def moto() -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def bytes_per_input(workdir: Path, seconds: float, codes: dict[str, Path]) -> None:
-    import s3fs
-
+def served(endpoint: str, code: Path, script: str, key: str, *args: str) -> tuple[int, int]:
+    """(GET body bytes, GETs) served for object ``key`` while ``script`` runs with ``code`` in a fresh process."""
     from tests.faults import FaultProxy
+
+    with FaultProxy(endpoint) as proxy:
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        out = subprocess.run([sys.executable, "-c", script, f"s3://bench/{key}", proxy.endpoint_url, *args],
+                             env=env, cwd=code, capture_output=True, text=True, check=True)
+        assert out.stdout.split()[0] == "ok", out.stdout + out.stderr
+        return proxy.served[f"/bench/{key}"], proxy.gets[f"/bench/{key}"]
+
+
+def bytes_per_input(workdir: Path, seconds: float, train_seconds: float, runs: int, codes: dict[str, Path]) -> None:
+    import s3fs
 
     files = {n: ffmpeg(workdir / f"{seconds:g}s_{n}", seconds, a) for n, a in CORPUS.items()}
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -96,14 +112,17 @@ def bytes_per_input(workdir: Path, seconds: float, codes: dict[str, Path]) -> No
         for n, p in files.items():
             cells = []
             for tag, code in codes.items():
-                with FaultProxy(endpoint) as proxy:
-                    env = {**os.environ, "PYTHONPATH": str(code)}
-                    out = subprocess.run([sys.executable, "-c", DECODE, f"s3://bench/{n}", proxy.endpoint_url],
-                                         env=env, cwd=code, capture_output=True, text=True, check=True)
-                    served, gets = proxy.served[f"/bench/{n}"], proxy.gets[f"/bench/{n}"]
-                assert out.stdout.split()[0] == "ok", out.stdout + out.stderr
-                cells.append(f"{served / p.stat().st_size:5.2f}x in {gets:3d} GETs")
+                got, gets = served(endpoint, code, DECODE, n)
+                cells.append(f"{got / p.stat().st_size:5.2f}x in {gets:3d} GETs")
             print(f"{n:<20} {p.stat().st_size / 1e6:6.1f} " + " ".join(f"{c:>22}" for c in cells))
+        clip = ffmpeg(workdir / f"train_720p30_{train_seconds:g}s.mp4", train_seconds,
+                      ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-bf", "3"])
+        fs.put(str(clip), f"bench/{clip.name}")
+        print(f"bytes served per training clip ({clip.name}, {clip.stat().st_size / 1e6:.1f} MB), median of {runs}:")
+        for tag, code in codes.items():
+            got = [served(endpoint, code, TRAIN, clip.name, str(i))[0] for i in range(runs)]
+            print(f"  {tag:<22} {statistics.median(got) / 1e6:7.2f} MB per clip "
+                  f"({statistics.median(got) / clip.stat().st_size:.2f}x the file)")
     finally:
         proc.terminate()
 
@@ -137,6 +156,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--train-seconds", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline", default="8cd0f11")
     ap.add_argument("--workdir", default="/tmp/vidtok-bench")
@@ -146,7 +166,7 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if not args.skip_inputs:
-        bytes_per_input(workdir, args.seconds, {f"before ({args.baseline})": export(workdir, args.baseline),
+        bytes_per_input(workdir, args.seconds, args.train_seconds, args.runs, {f"before ({args.baseline})": export(workdir, args.baseline),
                                                 "after (this checkout)": REPO})
     if not args.skip_index:
         index_long_mp4(workdir, args.minutes, args.runs)
