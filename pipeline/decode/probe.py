@@ -178,37 +178,37 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
         if ctx is None or ctx.codec is None or not ctx.codec.is_decoder:
             raise DecodeError(UNSUPPORTED_CODEC, f"no decoder for video codec {codec!r} in {fmt}")
         width, height = ctx.width, ctx.height
-        keys = None  # header probe: key frames from the header's sync samples (zeroed packets carry none)
         if view is not None:
             entries = stream.index_entries
             if (not len(entries) or entries[0].pos + entries[0].size > view.real_end or ctx.format is None
                     or not width):  # the first frame is not in the real bytes: demux the real file
                 container.close()
                 return probe(readable, header_only=False)
-            keys = {e.pos: e.is_keyframe for e in entries}
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
-        restarts, restart_pos, latest = [], [], None  # clean key frames; the latest pts so far in decode order
+        keys, pos = [], []  # per packet, decode order: key flag (demux) / byte offset
         try:
             for pkt in container.demux(stream):
                 if pkt.size == 0:
                     continue
                 n += 1
                 pts.append(pkt.pts)
-                if pkt.pts is not None:
-                    key = pkt.is_keyframe if keys is None else keys.get(pkt.pos, False)
-                    if key and (latest is None or pkt.pts > latest):
-                        restarts.append(pkt.pts)
-                        restart_pos.append(-1 if pkt.pos is None else pkt.pos)
-                    latest = pkt.pts if latest is None else max(latest, pkt.pts)
+                keys.append(pkt.is_keyframe)
+                pos.append(-1 if pkt.pos is None else pkt.pos)
                 durs.append(pkt.duration or 0)
                 if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
                     rotation = _rotation(stream, pkt)  # decode only until the first frame shows its display matrix
         except av.FFmpegError as e:
             demux_error = str(e)
-        if view is not None and rotation is None and not demux_error:  # no frame out of the real bytes
-            container.close()
-            return probe(readable, header_only=False)
+        if view is not None:
+            # zeroed packets carry no key flag: take the header's sync samples (the index entries, complete after
+            # the demux: fragmented files add theirs as their `moof` boxes are read)
+            sync = {e.pos: e.is_keyframe for e in stream.index_entries}
+            if (rotation is None and not demux_error) or any(p not in sync for p in pos):
+                container.close()  # no frame out of the real bytes, or packets the header does not list
+                return probe(readable, header_only=False)
+            keys = [sync[p] for p in pos]
+        restarts, restart_pos = _restarts(pts, keys, pos)
         names = set(fmt.split(","))
         info = ProbeInfo(
             format_name=fmt, codec=codec, width=width, height=height,
@@ -230,8 +230,7 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
             last_dur = durs[int(np.argmax(pts))] or (round(1 / (info.rate * info.time_base)) if info.rate else 1)
             info.pts_ticks, info.end_tick, info.pts_reliable = ticks, int(ticks[-1]) + int(last_dur), True
             info.pts, info.end_s = ticks * tb, (int(ticks[-1]) + int(last_dur)) * tb
-            info.restart_ticks = np.asarray(restarts, dtype=np.int64)  # ascending by construction
-            info.restart_pos = np.asarray(restart_pos, dtype=np.int64)
+            info.restart_ticks, info.restart_pos = restarts, restart_pos
         info.cfr_order = bool(names & CFR_FORMATS) and info.avg_fps > 0
         info.reordered = info.pts_reliable and bool(np.any(np.diff(np.asarray(pts, dtype=np.int64)) < 0))
         if (info.pts_reliable and names & DECORD_FORMATS and codec in DECORD_CODECS
@@ -241,6 +240,20 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
             info.duration_s = info.end_s - info.pts[0]
             _check_declared_duration(container, stream, info)
         return info
+
+
+def _restarts(pts: list, keys: list, pos: list) -> tuple[np.ndarray, np.ndarray]:
+    """Pts ticks (ascending) and byte offsets of the clean key frames: key frames, in decode order, presented after
+    every packet before them (so nothing presented at or after one is decoded earlier)."""
+    ticks, offsets, latest = [], [], None
+    for p, k, o in zip(pts, keys, pos):
+        if p is None:
+            continue
+        if k and (latest is None or p > latest):
+            ticks.append(p)
+            offsets.append(o)
+        latest = p if latest is None else max(latest, p)
+    return np.asarray(ticks, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
 
 
 def _declared_video_duration(container, stream) -> float | None:

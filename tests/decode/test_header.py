@@ -68,3 +68,16 @@ def test_header_probe_keeps_failure_classes(broken, name):  # noqa: F811
             assert got == 30
         else:
             assert got == b.reason
+
+
+@pytest.mark.parametrize("flags", ["frag_keyframe+empty_moov", "faststart"])
+def test_header_probe_fragmented_and_faststart(tmp_path, flags):
+    """A fragmented MP4 (sample tables in `moof` boxes between the media) and an index-first one: the header probe
+    equals the demux, and reads the media as zeros."""
+    from pipeline.decode.synth import write_synthetic_video
+
+    path = tmp_path / "v.mp4"
+    write_synthetic_video(path, 192, 24, size=(320, 240), gop=24, bframes=2, container_options={"movflags": flags})
+    full, head = probe(str(path), header_only=False), probe(str(path), keep=8192, align=1)
+    assert not _diffs(full, head), _diffs(full, head)
+    assert head.indexed_from == "header" and len(head.restart_ticks) == 8
