@@ -43,7 +43,7 @@ from fractions import Fraction
 import numpy as np
 
 from .header import ALIGN_BYTES, KEEP_BYTES, HeaderView, is_mp4
-from .source import Readable, as_file, open_binary, size_of
+from .source import Readable, RemoteObject, as_file, open_binary, size_of
 from .status import CORRUPT, NOT_A_VIDEO, TRUNCATED, UNSUPPORTED_CODEC, DecodeError
 
 log = logging.getLogger(__name__)
@@ -146,16 +146,18 @@ def _file_size(readable: Readable) -> int:
 
 
 def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
-          align: int = ALIGN_BYTES) -> ProbeInfo:
+          align: int | None = None) -> ProbeInfo:
     """Probe ``readable`` (a path, the file's bytes or a remote object). Raises ``DecodeError`` for inputs that
     cannot be videos. ``header_only``: an MP4/MOV path or remote object is probed from its header, its media data
-    past the first ``keep`` bytes (to an ``align`` boundary) read as zeros (``pipeline/decode/header.py``), with a
-    full demux where that cannot be exact (``ProbeInfo.indexed_from`` says which)."""
+    past the first ``keep`` bytes (to an ``align`` boundary; default: a remote object's read block) read as zeros
+    (``pipeline/decode/header.py``), with a full demux where that cannot be exact (``ProbeInfo.indexed_from``)."""
     import av
 
     head = _head(readable)
     view = None
     if header_only and not isinstance(readable, (bytes, bytearray)) and is_mp4(head):
+        if align is None:
+            align = readable.block_size if isinstance(readable, RemoteObject) else ALIGN_BYTES
         view = HeaderView.of(open_binary(readable), _file_size(readable), keep, align)
     try:
         container = av.open(view if view is not None else as_file(readable), mode="r")
