@@ -1,20 +1,21 @@
 """Read video bytes from any fsspec URL (s3://, gs://, local paths) for the decoders, without holding the file.
 
 Local files are handed to the decoders as paths (they read and seek themselves, no copy). Remote objects are never
-read whole into memory: ``open_source`` returns a :class:`RemoteObject`, and every reader (the header check, the
-probe, PyAV, decord's copy) opens its own seekable file on it (``RemoteObject.open()``: own read position) over ONE
-block cache per object, :class:`BlockCache`: ``block_size`` byte ranges fetched on demand, each written once to an
-unlinked local temporary file and read from there by every later reader. So each byte of an input is fetched from
-the store once per decode, though the probe demuxes the whole file and the decoder reads it again (before the cache,
-every reader had its own fsspec read-ahead file: 4x the object's size per input, measured through
-``tests/faults.py``'s counting proxy; ``tests/decode/test_reads.py``). The cache's local disk is bounded by
-``cache_bytes`` (``decode.read_cache_bytes``): past it the least recently used blocks are dropped, and fetched again
-if read again; memory is one block per read. decord needs random
-access through its own reader: :func:`decord_input` gives it the object's bytes when the object is at most
-``spill_bytes`` (default 64 MiB) and otherwise copies it, by ranges, to a local temporary file that is deleted
-afterwards. ``max_bytes`` is therefore a limit on what may be spilled to local disk (and on the file size in
-general), checked from the listing before any byte is fetched; it no longer bounds memory, which is independent of
-the file size (`docs/tokenize.md`, "Decode memory").
+read whole into memory: ``open_source`` returns a :class:`RemoteObject`, and every reader (the existence check, the
+header check, the probe, PyAV, decord's copy, torchcodec) opens its own seekable file on it (``RemoteObject.open()``:
+its own read position) over ONE :class:`BlockCache` per object: ``block_size`` byte ranges fetched on demand, each
+written once to an unlinked local temporary file (in ``TMPDIR``: keep it on disk, not tmpfs) and read from there by
+every later reader. So each byte of an input is fetched once per decode, though the probe demuxes the whole file
+(all but MP4/MOV, probed from their header: ``header.py``) and the decoder reads it again. Before the cache every
+reader had its own fsspec read-ahead file: 3-6x the object's size per input (issue 25, counted through
+``tests/faults.py``'s proxy; ``tests/decode/test_reads.py``). The cache's disk is bounded by ``cache_bytes``
+(``decode.read_cache_bytes``, 4 GiB): past it the least recently used blocks are dropped and fetched again if read
+again; the cache is freed when the decode of its input ends (``RemoteObject.close``). Memory: one block per read.
+
+decord needs random access through its own reader: :func:`decord_input` gives it the object's bytes when the object
+is at most ``spill_bytes`` (default 64 MiB) and otherwise copies it, by ranges, to a local temporary file that is
+deleted afterwards. ``max_bytes`` limits that spill (and the file size in general), checked from the listing before
+any byte is fetched; memory is independent of the file size (`docs/tokenize.md`, "Decode memory").
 
 S3 settings come from ``storage_options`` (``key``/``secret``/``token``, ``client_kwargs={"endpoint_url": ...}``,
 ``profile``) or, when absent, from the standard AWS chain (environment, ``~/.aws`` profile, instance role) that
