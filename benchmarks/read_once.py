@@ -41,7 +41,8 @@ CORPUS = {  # name: ffmpeg output arguments
     "mpeg2.mpg": ["-c:v", "mpeg2video", "-q:v", "5", "-bf", "2", "-f", "vob"],
 }
 DECODE = ("import sys; from pipeline.decode import DecodeConfig, decode_windows; "
-          "r = decode_windows(sys.argv[1], DecodeConfig(size=256, num_frames=8), {'client_kwargs': {'endpoint_url': sys.argv[2]}}); "
+          "r = decode_windows(sys.argv[1], DecodeConfig(size=256, num_frames=8), "
+          "{'client_kwargs': {'endpoint_url': sys.argv[2]}}); "
           "print(r.status, r.num_windows_total)")
 TRAIN = ("import sys; from pipeline.decode import DecodeConfig; from pipeline.train.data import random_clips; "
          "c = random_clips(sys.argv[1], DecodeConfig(size=128), 17, 1, (0, int(sys.argv[3]), 7), "
@@ -166,8 +167,8 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if not args.skip_inputs:
-        bytes_per_input(workdir, args.seconds, args.train_seconds, args.runs, {f"before ({args.baseline})": export(workdir, args.baseline),
-                                                "after (this checkout)": REPO})
+        codes = {f"before ({args.baseline})": export(workdir, args.baseline), "after (this checkout)": REPO}
+        bytes_per_input(workdir, args.seconds, args.train_seconds, args.runs, codes)
     if not args.skip_index:
         index_long_mp4(workdir, args.minutes, args.runs)
     print(f"load average {os.getloadavg()}, {os.cpu_count()} cores")

@@ -9,8 +9,8 @@ MP4/MOV sample tables, ``demux`` otherwise; ``pipeline/decode/header.py``). That
 (``resample.select_frames``) and the window plan need, so a reader turns a row back into the ``ProbeInfo`` the
 probe would give (``info_of``; exact, tested on the decode matrix).
 
-Where it lives: ``<output>/_index/part-<time>-<random>.parquet`` files (``VideoIndex``), each written atomically by whoever
-probed a batch of inputs; any job can be pointed at another job's ``_index/``. When it is rebuilt: a row counts only
+Where it lives: ``<output>/_index/part-<time>-<random>.parquet`` files (``VideoIndex``), each written atomically by
+whoever probed a batch of inputs; any job can be pointed at another job's ``_index/``. When it is rebuilt: a row counts only
 for the same source with the same size and, where the listing gives them, the same etag and mtime (``lookup``), so
 a replaced object is probed again and its new row supersedes the old (the newest matching part wins). Only
 successful probes are stored: a failure is the status table's business, and a transient one must be retried.

@@ -55,7 +55,9 @@ class BlockCache:
     """
 
     def __init__(self, obj: "RemoteObject", cache_bytes: int = CACHE_BYTES):
-        self.obj = obj
+        # the object's facts, not the object: no reference cycle, so the file closes when its object goes away
+        self.url, self.size, self.storage_options = obj.url, obj.size, obj.storage_options
+        self.block_size = obj.block_size
         self.slots = max(2, cache_bytes // obj.block_size)
         self.where: collections.OrderedDict[int, int] = collections.OrderedDict()  # block -> slot, LRU first
         self.fetched_bytes = 0
@@ -65,10 +67,10 @@ class BlockCache:
 
     def _fetch(self, first: int, last: int) -> None:
         """Fetch blocks ``first … last`` (all missing) in one ranged read into free or least recently used slots."""
-        bs = self.obj.block_size
+        bs = self.block_size
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="vidtok-blocks-")
-        start, end = first * bs, min((last + 1) * bs, self.obj.size)
+        start, end = first * bs, min((last + 1) * bs, self.size)
         data = self._get(start, end - start)
         for b in range(first, last + 1):
             if len(self.where) < self.slots:
@@ -80,10 +82,10 @@ class BlockCache:
 
     def pread(self, pos: int, n: int) -> bytes:
         """Bytes ``pos … pos + n`` (fewer at the end of the object)."""
-        n = max(0, min(n, self.obj.size - pos))
+        n = max(0, min(n, self.size - pos))
         if n == 0:
             return b""
-        bs = self.obj.block_size
+        bs = self.block_size
         first, last = pos // bs, (pos + n - 1) // bs
         out = []
         with self._lock:
@@ -108,12 +110,12 @@ class BlockCache:
     def _get(self, start: int, n: int) -> bytes:
         """One ranged read from the store (errors propagate as the store's client raises them)."""
         if self._src is None:
-            fs, path = url_to_fs(self.obj.url, self.obj.storage_options)
-            self._src = fs.open(path, "rb", block_size=self.obj.block_size, cache_type="none")
+            fs, path = url_to_fs(self.url, self.storage_options)
+            self._src = fs.open(path, "rb", block_size=self.block_size, cache_type="none")
         self._src.seek(start)
         data = self._src.read(n)
         if len(data) != n:
-            raise OSError(f"short read of {self.obj.url}: {n} bytes at {start} gave {len(data)}")
+            raise OSError(f"short read of {self.url}: {n} bytes at {start} gave {len(data)}")
         self.fetched_bytes += len(data)
         return data
 
@@ -144,7 +146,7 @@ class CachedReader(io.RawIOBase):
         return self.pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.cache.obj.size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.cache.size}[whence]
         self.pos = max(0, base + offset)
         return self.pos
 
@@ -155,7 +157,7 @@ class CachedReader(io.RawIOBase):
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
-        n = self.cache.obj.size - self.pos if size is None or size < 0 else size
+        n = self.cache.size - self.pos if size is None or size < 0 else size
         data = self.cache.pread(self.pos, n)
         self.pos += len(data)
         return data

@@ -2,9 +2,9 @@
 
 Training stream (Ray Data, streaming into `TorchTrainer` workers):
 
-    item ids 0…n_items−1 (lazy, `pipeline.train.items`) ──map source (cheap per-pass permutation)──▶
-                   map_batches(decode + random window, CPU tasks, one item each)
-                   ──▶ {"video": (T, H, W, 3) uint8} ──▶ get_dataset_shard("train").iter_torch_batches(prefetch)
+    item ids 0…n_items−1 (lazy, `pipeline.train.items`) ──map source (per-pass permutation)──▶
+        map_batches(decode + random window, CPU tasks, one item each)
+        ──▶ {"video": (T, H, W, 3) uint8} ──▶ get_dataset_shard("train").iter_torch_batches(prefetch)
 
 * Each item names one video (pass p = item // n_videos visits every video once, in an order that changes per pass)
   and yields `clips_per_video` random windows of `num_frames` consecutive 3 FPS samples, short side resized to

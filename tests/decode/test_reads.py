@@ -46,7 +46,8 @@ def test_reads_each_input_once(s3_server, uploaded, name, block):
     bucket, sizes = uploaded
     with FaultProxy(s3_server.endpoint_url) as proxy:
         opts = {**s3_server.storage_options, "client_kwargs": {"endpoint_url": proxy.endpoint_url}}
-        res = decode_windows(f"s3://{bucket}/v/{name}", DecodeConfig(size=32, num_frames=4, read_block_bytes=block), opts)
+        cfg = DecodeConfig(size=32, num_frames=4, read_block_bytes=block)
+        res = decode_windows(f"s3://{bucket}/v/{name}", cfg, opts)
         served, gets = proxy.served[f"/{bucket}/v/{name}"], proxy.gets[f"/{bucket}/v/{name}"]
     assert res.status == "ok", res.message
     ratio = served / sizes[name]

@@ -27,8 +27,8 @@ def test_items_dataset_yields_each_id_once(ray_local):
 
 
 def test_items_train_dataset_same_clips_as_range(ray_local, tmp_path):
-    """The training stream's clips are those `_decode_items` makes for ids `0 … n − 1`: the item → clip rule and the
-    id set are those of the first version (`ray.data.range(n_items)`), only their delivery changed."""
+    """The training stream's clips are those `_decode_items` makes for ids `0 … n − 1`: the item → clip rule and
+    the id set are those of the first version (`ray.data.range(n_items)`), only their delivery changed."""
     urls = []
     for i, frames in enumerate((30, 45, 60)):
         write_synthetic_video(tmp_path / f"v{i}.mp4", frames, 12, size=(64, 48))
