@@ -2,7 +2,8 @@
 
 The probe opens the container, picks the first video stream and demuxes its packets — cheap next to decoding —
 to learn the frame count, each packet's presentation time, and whether the file holds all the data its index
-promises. From that it classifies broken inputs (``not_a_video``, ``truncated``, ``unsupported_codec``,
+promises (an MP4/MOV from its header: its media data reads as zeros, ``header.py``; ``ProbeInfo.indexed_from``).
+From that it classifies broken inputs (``not_a_video``, ``truncated``, ``unsupported_codec``,
 ``corrupt``) and says which backend can be trusted:
 
 * **decord** only where it was measured right (issue: H.264/HEVC/VP9/MPEG-4 in MP4/MOV/MKV/WebM; MPEG-4 part 2 only
