@@ -3,6 +3,7 @@
     proxy = FaultProxy(s3_server.endpoint_url, seed=7, p_slowdown=0.1, outages=[Outage(after=40, seconds=5)]).start()
     ... storage.endpoint_url=proxy.endpoint_url ...
     proxy.stats  # {'requests': 212, 'slowdown_503': 19, 'internal_500': 8, 'cut': 11, 'refused': 57, ...}
+    proxy.served  # {'/bucket/videos/a.mp4': 1234567, ...}: GET body bytes sent per object path (reads counted)
 
 Faults, decided per request from one `random.Random(seed)` in arrival order (so a seed gives the same sequence of
 decisions; which request gets which decision depends on the clients' timing):
@@ -64,6 +65,8 @@ class FaultProxy:
     active_s: float = 600.0
     paths: str | None = None  # probabilistic faults only for paths containing this (e.g. "/videos/")
     stats: Counter = field(default_factory=Counter)
+    served: Counter = field(default_factory=Counter)  # GET body bytes sent, by object path (no query string)
+    gets: Counter = field(default_factory=Counter)  # GET requests answered with a body, by object path
 
     def start(self) -> "FaultProxy":
         self._rng = random.Random(self.seed)
@@ -176,6 +179,11 @@ class FaultProxy:
         h.end_headers()
         if h.command == "HEAD":
             return
+        if h.command == "GET":
+            with self._lock:
+                key = urlsplit(h.path).path
+                self.served[key] += len(data) // 2 if cut else len(data)
+                self.gets[key] += 1
         if cut:
             h.wfile.write(data[: len(data) // 2])
             h.wfile.flush()

@@ -35,6 +35,7 @@ class DecodeConfig:
     max_pixels: int = 7680 * 4320  # larger source frames (w x h) get status `too_large`
     max_bytes: int = 16 << 30  # larger files get status `too_large` (bounds the local spill, never memory: source.py)
     read_block_bytes: int = 4 << 20  # range-read size for remote objects (what a reader holds of a file)
+    read_cache_bytes: int = 4 << 30  # local disk for a remote input's fetched blocks: each fetched once (source.py)
     spill_bytes: int = 64 << 20  # remote objects above this reach decord via a deleted-after temp file, not memory
     backend: str = "auto"  # auto = pyav (measured fastest) | decord (where the probe trusts it, else pyav) | pyav
     threads: int = 1  # decoder threads per file (1 for one decode task per core)
@@ -70,8 +71,8 @@ class DecodeConfig:
             raise ValueError(f"decode.device must be one of {DEVICES}, found {self.device!r}")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise ValueError(f"decode.max_wall_s must be > 0 or null (scaled to the duration), found {self.max_wall_s}")
-        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "spill_bytes",
-                     "threads", "max_frames"):
+        for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "read_cache_bytes",
+                     "spill_bytes", "threads", "max_frames"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decode.{name} must be > 0, found {getattr(self, name)}")
 

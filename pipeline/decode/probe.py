@@ -2,7 +2,8 @@
 
 The probe opens the container, picks the first video stream and demuxes its packets — cheap next to decoding —
 to learn the frame count, each packet's presentation time, and whether the file holds all the data its index
-promises. From that it classifies broken inputs (``not_a_video``, ``truncated``, ``unsupported_codec``,
+promises (an MP4/MOV from its header: its media data reads as zeros, ``header.py``; ``ProbeInfo.indexed_from``).
+From that it classifies broken inputs (``not_a_video``, ``truncated``, ``unsupported_codec``,
 ``corrupt``) and says which backend can be trusted:
 
 * **decord** only where it was measured right (H.264/HEVC/VP9/MPEG-4 in MP4/MOV/MKV/WebM; MPEG-4 part 2 only
@@ -42,7 +43,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .source import Readable, as_file, open_binary, size_of
+from .header import ALIGN_BYTES, KEEP_BYTES, HeaderView, is_mp4
+from .source import Readable, RemoteObject, as_file, open_binary, size_of
 from .status import CORRUPT, NOT_A_VIDEO, TRUNCATED, UNSUPPORTED_CODEC, DecodeError
 
 log = logging.getLogger(__name__)
@@ -91,9 +93,11 @@ class ProbeInfo:
     # pts ticks, ascending, of the key frames the decode may restart at: in decode order, every packet before one is
     # presented before it (so nothing presented at or after it is decoded earlier). Only with pts_reliable.
     restart_ticks: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    restart_pos: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)  # their byte offsets
     decord_ok: bool = False  # decord is known right for this container/codec and the timestamps are complete
     cfr_order: bool = False  # time of the n-th decoded frame is n / avg_fps (CFR_FORMATS)
     reordered: bool = False  # presentation order differs from decode order (B-frames)
+    indexed_from: str = "demux"  # header: MP4/MOV sample tables, media data not read (header.py) | demux: every packet
     notes: list[str] = field(default_factory=list)
 
 
@@ -142,13 +146,22 @@ def _file_size(readable: Readable) -> int:
     return size_of(readable)
 
 
-def probe(readable: Readable) -> ProbeInfo:
-    """Probe ``readable`` (a path or the file's bytes). Raises ``DecodeError`` for inputs that cannot be videos."""
+def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
+          align: int | None = None) -> ProbeInfo:
+    """Probe ``readable`` (a path, the file's bytes or a remote object). Raises ``DecodeError`` for inputs that
+    cannot be videos. ``header_only``: an MP4/MOV path or remote object is probed from its header, its media data
+    past the first ``keep`` bytes (to an ``align`` boundary; default: a remote object's read block) read as zeros
+    (``pipeline/decode/header.py``), with a full demux where that cannot be exact (``ProbeInfo.indexed_from``)."""
     import av
 
     head = _head(readable)
+    view = None
+    if header_only and not isinstance(readable, (bytes, bytearray)) and is_mp4(head):
+        if align is None:
+            align = readable.block_size if isinstance(readable, RemoteObject) else ALIGN_BYTES
+        view = HeaderView.of(open_binary(readable), _file_size(readable), keep, align)
     try:
-        container = av.open(as_file(readable), mode="r")
+        container = av.open(view if view is not None else as_file(readable), mode="r")
     except av.FFmpegError as e:
         text = str(e)
         cut = _mp4_cut(readable) if head[4:8] == b"ftyp" else None
@@ -168,31 +181,44 @@ def probe(readable: Readable) -> ProbeInfo:
         if ctx is None or ctx.codec is None or not ctx.codec.is_decoder:
             raise DecodeError(UNSUPPORTED_CODEC, f"no decoder for video codec {codec!r} in {fmt}")
         width, height = ctx.width, ctx.height
+        if view is not None:
+            entries = stream.index_entries
+            if (not len(entries) or entries[0].pos + entries[0].size > view.real_end or ctx.format is None
+                    or not width):  # the first frame is not in the real bytes: demux the real file
+                container.close()
+                return probe(readable, header_only=False)
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
-        restarts, latest = [], None  # clean key frames; the latest pts so far in decode order
+        keys, pos = [], []  # per packet, decode order: key flag (demux) / byte offset
         try:
             for pkt in container.demux(stream):
                 if pkt.size == 0:
                     continue
                 n += 1
                 pts.append(pkt.pts)
-                if pkt.pts is not None:
-                    if pkt.is_keyframe and (latest is None or pkt.pts > latest):
-                        restarts.append(pkt.pts)
-                    latest = pkt.pts if latest is None else max(latest, pkt.pts)
+                keys.append(pkt.is_keyframe)
+                pos.append(-1 if pkt.pos is None else pkt.pos)
                 durs.append(pkt.duration or 0)
-                if rotation is None:  # decode only until the first frame shows its display matrix
-                    rotation = _rotation(stream, pkt)
+                if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
+                    rotation = _rotation(stream, pkt)  # decode only until the first frame shows its display matrix
         except av.FFmpegError as e:
             demux_error = str(e)
+        if view is not None:
+            # zeroed packets carry no key flag: take the header's sync samples (the index entries, complete after
+            # the demux: fragmented files add theirs as their `moof` boxes are read)
+            sync = {e.pos: e.is_keyframe for e in stream.index_entries}
+            if (rotation is None and not demux_error) or any(p not in sync for p in pos):
+                container.close()  # no frame out of the real bytes, or packets the header does not list
+                return probe(readable, header_only=False)
+            keys = [sync[p] for p in pos]
+        restarts, restart_pos = _restarts(pts, keys, pos)
         names = set(fmt.split(","))
         info = ProbeInfo(
             format_name=fmt, codec=codec, width=width, height=height,
             pix_fmt=ctx.format.name if ctx.format is not None else None, num_packets=n,
             avg_fps=float(stream.average_rate or stream.guessed_rate or 0.0),
             duration_s=float(stream.duration * tb) if stream.duration else float(container.duration or 0) / 1e6,
-            rotation=rotation or 0, pts=np.empty(0),
+            rotation=rotation or 0, pts=np.empty(0), indexed_from="header" if view is not None else "demux",
         )
         if n == 0:
             raise DecodeError(TRUNCATED if demux_error else CORRUPT,
@@ -207,7 +233,7 @@ def probe(readable: Readable) -> ProbeInfo:
             last_dur = durs[int(np.argmax(pts))] or (round(1 / (info.rate * info.time_base)) if info.rate else 1)
             info.pts_ticks, info.end_tick, info.pts_reliable = ticks, int(ticks[-1]) + int(last_dur), True
             info.pts, info.end_s = ticks * tb, (int(ticks[-1]) + int(last_dur)) * tb
-            info.restart_ticks = np.asarray(restarts, dtype=np.int64)  # ascending by construction
+            info.restart_ticks, info.restart_pos = restarts, restart_pos
         info.cfr_order = bool(names & CFR_FORMATS) and info.avg_fps > 0
         info.reordered = info.pts_reliable and bool(np.any(np.diff(np.asarray(pts, dtype=np.int64)) < 0))
         if (info.pts_reliable and names & DECORD_FORMATS and codec in DECORD_CODECS
@@ -217,6 +243,20 @@ def probe(readable: Readable) -> ProbeInfo:
             info.duration_s = info.end_s - info.pts[0]
             _check_declared_duration(container, stream, info)
         return info
+
+
+def _restarts(pts: list, keys: list, pos: list) -> tuple[np.ndarray, np.ndarray]:
+    """Pts ticks (ascending) and byte offsets of the clean key frames: key frames, in decode order, presented after
+    every packet before them (so nothing presented at or after one is decoded earlier)."""
+    ticks, offsets, latest = [], [], None
+    for p, k, o in zip(pts, keys, pos):
+        if p is None:
+            continue
+        if k and (latest is None or p > latest):
+            ticks.append(p)
+            offsets.append(o)
+        latest = p if latest is None else max(latest, p)
+    return np.asarray(ticks, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
 
 
 def _declared_video_duration(container, stream) -> float | None:

@@ -48,7 +48,7 @@ from .config import BACKENDS, DecodeConfig
 from .isolate import CallOutcome, IsolatedRunner
 from .probe import ProbeInfo, probe
 from .resample import select_frames
-from .source import BLOCK_BYTES, SPILL_BYTES, Readable, Source, decord_input, open_source
+from .source import BLOCK_BYTES, CACHE_BYTES, SPILL_BYTES, Readable, RemoteObject, Source, decord_input, open_source
 from .spatial import Size, nearest_bucket, normalize_size
 from .status import DecodeError
 from .windows import Window, iter_cut_windows
@@ -82,8 +82,8 @@ def _display_wh(info: ProbeInfo) -> tuple[int, int]:
 
 
 def _open_probe(source: Source, storage_options, max_pixels, max_duration_s, max_bytes,
-                block_size: int = BLOCK_BYTES) -> tuple[Readable, ProbeInfo]:
-    readable, _ = open_source(source, storage_options, max_bytes, block_size)
+                block_size: int = BLOCK_BYTES, cache_bytes: int = CACHE_BYTES) -> tuple[Readable, ProbeInfo]:
+    readable, _ = open_source(source, storage_options, max_bytes, block_size, cache_bytes)
     info = probe(readable)
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise DecodeError(st.TOO_LARGE, f"{info.width}x{info.height} frames exceed max_pixels={max_pixels}")
@@ -172,11 +172,12 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     final ``DecodeResult`` (the header's facts with the final status). Failures are final results, never raised."""
     name = _source_name(source)
     head: DecodeResult | None = None
+    readable = None
     untimed = None  # (FrameSpill, ...) of an untimed container, closed at the end
     clock = ActiveClock()
     try:
         readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
-                                     cfg.read_block_bytes)
+                                     cfg.read_block_bytes, cfg.read_cache_bytes)
         notes: list[str] = []
         use = _first_choice(cfg.backend, info, notes)
         w, h = _display_wh(info)
@@ -246,6 +247,8 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     finally:  # also when the consumer abandons the stream
         if untimed is not None:
             untimed[0].close()
+        if isinstance(readable, RemoteObject):  # its block cache (local temporary file)
+            readable.close()
 
 
 class WindowStream:

@@ -1,14 +1,21 @@
 """Read video bytes from any fsspec URL (s3://, gs://, local paths) for the decoders, without holding the file.
 
 Local files are handed to the decoders as paths (they read and seek themselves, no copy). Remote objects are never
-read whole into memory: ``open_source`` returns a :class:`RemoteObject`, and every reader (the probe, PyAV) opens its
-own seekable fsspec file on it that fetches ``block_size`` byte ranges on demand (``fs.open(path, "rb",
-block_size=...)``, read-ahead cache), so a decode holds a few blocks of a multi-GB object. decord needs random
-access through its own reader: :func:`decord_input` gives it the object's bytes when the object is at most
-``spill_bytes`` (default 64 MiB) and otherwise copies it, by ranges, to a local temporary file that is deleted
-afterwards. ``max_bytes`` is therefore a limit on what may be spilled to local disk (and on the file size in
-general), checked from the listing before any byte is fetched; it no longer bounds memory, which is independent of
-the file size (`docs/tokenize.md`, "Decode memory").
+read whole into memory: ``open_source`` returns a :class:`RemoteObject`, and every reader (the existence check, the
+header check, the probe, PyAV, decord's copy, torchcodec) opens its own seekable file on it (``RemoteObject.open()``:
+its own read position) over ONE :class:`BlockCache` per object: ``block_size`` byte ranges fetched on demand, each
+written once to an unlinked local temporary file (in ``TMPDIR``: keep it on disk, not tmpfs) and read from there by
+every later reader. So each byte of an input is fetched once per decode, though the probe demuxes the whole file
+(all but MP4/MOV, probed from their header: ``header.py``) and the decoder reads it again. Before the cache every
+reader had its own fsspec read-ahead file: 3-6x the object's size per input (issue 25, counted through
+``tests/faults.py``'s proxy; ``tests/decode/test_reads.py``). The cache's disk is bounded by ``cache_bytes``
+(``decode.read_cache_bytes``, 4 GiB): past it the least recently used blocks are dropped and fetched again if read
+again; the cache is freed when the decode of its input ends (``RemoteObject.close``). Memory: one block per read.
+
+decord needs random access through its own reader: :func:`decord_input` gives it the object's bytes when the object
+is at most ``spill_bytes`` (default 64 MiB) and otherwise copies it, by ranges, to a local temporary file that is
+deleted afterwards. ``max_bytes`` limits that spill (and the file size in general), checked from the listing before
+any byte is fetched; memory is independent of the file size (`docs/tokenize.md`, "Decode memory").
 
 S3 settings come from ``storage_options`` (``key``/``secret``/``token``, ``client_kwargs={"endpoint_url": ...}``,
 ``profile``) or, when absent, from the standard AWS chain (environment, ``~/.aws`` profile, instance role) that
@@ -17,12 +24,14 @@ s3fs/botocore use. Keep ``region_name`` out of ``client_kwargs`` for S3-compatib
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
 import shutil
 import stat
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -34,27 +43,162 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 BLOCK_BYTES = 4 << 20  # range-read size for remote objects: large enough for object-store throughput
 SPILL_BYTES = 64 << 20  # remote objects above this reach decord through a local temp file, not memory
+CACHE_BYTES = 4 << 30  # local disk one input's block cache may take (a 2-hour 720p H.264 file is ~3 GB)
+
+
+class BlockCache:
+    """The fetched blocks of one remote object, on local disk: each block is fetched (one ranged GET, through an
+    fsspec file without its own cache) at most once while it stays cached, however many readers read it.
+
+    Blocks live in slots of an unlinked temporary file (gone with the process, whatever happens); at most
+    ``cache_bytes // block_size`` slots, reused least recently used first. Thread-safe (one lock: reads are short).
+    """
+
+    def __init__(self, obj: "RemoteObject", cache_bytes: int = CACHE_BYTES):
+        # the object's facts, not the object: no reference cycle, so the file closes when its object goes away
+        self.url, self.size, self.storage_options = obj.url, obj.size, obj.storage_options
+        self.block_size = obj.block_size
+        self.slots = max(2, cache_bytes // obj.block_size)
+        self.where: collections.OrderedDict[int, int] = collections.OrderedDict()  # block -> slot, LRU first
+        self.fetched_bytes = 0
+        self._lock = threading.Lock()
+        self._file = None  # the temporary file, made on the first fetch
+        self._src = None  # the fsspec file the blocks are fetched through
+
+    def _fetch(self, first: int, last: int) -> None:
+        """Fetch blocks ``first … last`` (all missing) in one ranged read into free or least recently used slots."""
+        bs = self.block_size
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="vidtok-blocks-")
+        start, end = first * bs, min((last + 1) * bs, self.size)
+        data = self._get(start, end - start)
+        for b in range(first, last + 1):
+            if len(self.where) < self.slots:
+                slot = len(self.where)
+            else:
+                _, slot = self.where.popitem(last=False)
+            os.pwrite(self._file.fileno(), data[(b - first) * bs : (b - first + 1) * bs], slot * bs)
+            self.where[b] = slot
+
+    def pread(self, pos: int, n: int) -> bytes:
+        """Bytes ``pos … pos + n`` (fewer at the end of the object)."""
+        n = max(0, min(n, self.size - pos))
+        if n == 0:
+            return b""
+        bs = self.block_size
+        first, last = pos // bs, (pos + n - 1) // bs
+        out = []
+        with self._lock:
+            if last - first + 1 > self.slots:  # a read larger than the whole cache: straight through
+                return self._get(pos, n)
+            missing = [b for b in range(first, last + 1) if b not in self.where]
+            for b in range(first, last + 1):  # most recent first, so fetching the rest never evicts them
+                if b in self.where:
+                    self.where.move_to_end(b)
+            while missing:  # runs of consecutive missing blocks, one GET each
+                run_end = 0
+                while run_end + 1 < len(missing) and missing[run_end + 1] == missing[run_end] + 1:
+                    run_end += 1
+                self._fetch(missing[0], missing[run_end])
+                missing = missing[run_end + 1 :]
+            for b in range(first, last + 1):
+                self.where.move_to_end(b)
+                lo, hi = max(pos, b * bs), min(pos + n, (b + 1) * bs)
+                out.append(os.pread(self._file.fileno(), hi - lo, self.where[b] * bs + lo - b * bs))
+        return b"".join(out)
+
+    def _get(self, start: int, n: int) -> bytes:
+        """One ranged read from the store (errors propagate as the store's client raises them)."""
+        if self._src is None:
+            fs, path = url_to_fs(self.url, self.storage_options)
+            self._src = fs.open(path, "rb", block_size=self.block_size, cache_type="none")
+        self._src.seek(start)
+        data = self._src.read(n)
+        if len(data) != n:
+            raise OSError(f"short read of {self.url}: {n} bytes at {start} gave {len(data)}")
+        self.fetched_bytes += len(data)
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            for f in (self._src, self._file):
+                if f is not None:
+                    with contextlib.suppress(Exception):
+                        f.close()
+            self._src = self._file = None
+            self.where.clear()
+
+
+class CachedReader(io.RawIOBase):
+    """A seekable binary file over a :class:`BlockCache`, with its own read position."""
+
+    def __init__(self, cache: BlockCache):
+        super().__init__()
+        self.cache, self.pos = cache, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.cache.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b) -> int:
+        data = self.cache.pread(self.pos, len(b))
+        b[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        n = self.cache.size - self.pos if size is None or size < 0 else size
+        data = self.cache.pread(self.pos, n)
+        self.pos += len(data)
+        return data
 
 
 @dataclass
 class RemoteObject:
-    """An object in a store, read by byte ranges. ``open()`` gives a fresh seekable binary file object."""
+    """An object in a store, read by byte ranges. ``open()`` gives a fresh seekable binary file object; all of them
+    share this object's :class:`BlockCache` (made on first use, freed by ``close()`` or with the object)."""
 
     url: str
     size: int
     storage_options: dict[str, Any] | None = field(default=None, repr=False)
     block_size: int = BLOCK_BYTES
+    cache_bytes: int = CACHE_BYTES
+    _cache: BlockCache | None = field(default=None, init=False, repr=False, compare=False)
 
     def open(self):
-        fs, path = url_to_fs(self.url, self.storage_options)
-        return fs.open(path, "rb", block_size=self.block_size, cache_type="readahead")
+        if self._cache is None:
+            self._cache = BlockCache(self, self.cache_bytes)
+        return CachedReader(self._cache)
+
+    @property
+    def fetched_bytes(self) -> int:
+        """Bytes fetched from the store so far through ``open()`` files."""
+        return self._cache.fetched_bytes if self._cache is not None else 0
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def __getstate__(self):  # the cache (open files) stays in its process
+        return {**self.__dict__, "_cache": None}
 
 
 Readable = Union[str, bytes, RemoteObject]  # a local path, a whole (small) object in memory, or a remote object
 
 
 def open_source(source: Source, storage_options: dict[str, Any] | None = None, max_bytes: int | None = None,
-                block_size: int = BLOCK_BYTES):
+                block_size: int = BLOCK_BYTES, cache_bytes: int = CACHE_BYTES):
     """Resolve ``source`` to ``(readable, num_bytes)``: a local path, the given bytes, or a :class:`RemoteObject`.
 
     Raises ``DecodeError`` with ``not_found`` (no such file / object: permanent), ``io_error`` (permission, network,
@@ -79,9 +223,9 @@ def open_source(source: Source, storage_options: dict[str, Any] | None = None, m
         fs, path = url_to_fs(url, storage_options)
         size = int(fs.size(path) or 0)
         _check_size(None, size, max_bytes, url)
-        obj = RemoteObject(url, size, storage_options, block_size)
-        with obj.open() as f:  # fail here (missing, denied) as an io_error, not later inside a decoder
-            f.read(1)
+        obj = RemoteObject(url, size, storage_options, block_size, cache_bytes)
+        with obj.open() as f:  # fail here (missing, denied) as an io_error, not later inside a decoder; the block
+            f.read(1)  # it fetches stays cached for the probe
     except DecodeError:
         raise
     except Exception as e:  # botocore / aiohttp / gcsfs raise many unrelated types; all mean "could not read"

@@ -12,6 +12,8 @@ container has no timestamps) and hence the windows (`DecodeConfig.window_plan`, 
 committed. When every pending input was probed, the figures are exact up to decode-time surprises; otherwise they
 are extrapolated — by bytes when the listing gives every size (windows per byte of the sample × bytes to do), else
 per input — and say so ("estimate from N of M inputs"). Probe failures are counted by reason as expected failures.
+Inputs with a current row in the output's video index (`_index/`, `pipeline.decode.index`: same size, etag and
+mtime) are not probed again: their row is what the probe would say.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import pyarrow as pa
 
 from pipeline.config import ConfigError
 from pipeline.decode import DecodeConfig, DecodeError
-from pipeline.decode.probe import probe
+from pipeline.decode.index import VideoIndex
+from pipeline.decode.probe import ProbeInfo, probe
 from pipeline.decode.resample import select_frames
 from pipeline.decode.source import open_source
 from pipeline.decode.status import CORRUPT, TOO_SHORT
@@ -56,6 +59,7 @@ class DryRunReport:
     settings_differ: dict = field(default_factory=dict)  # key -> (in _job.json, now): a run would refuse
     refusal: str = ""  # why a run of the same command would refuse this output (pipeline/job_record.py), if it would
     probed: int = 0
+    from_index: int = 0  # of the `probed` inputs, how many came from the video index (`_index/`) without a probe
     expected_windows: float = 0.0
     expected_video_hours: float = 0.0
     expected_failures: dict = field(default_factory=dict)  # reason -> inputs (extrapolated)
@@ -97,7 +101,7 @@ class _Sampler:
         sizes = chunk.column("source_size").to_pylist()
         self.bytes += sum(s for s in sizes if s)
         self.sized += sum(1 for s in sizes if s)
-        for row in chunk.select(["source", "source_size", "prev_windows"]).to_pylist():
+        for row in chunk.select(["source", "source_size", "source_etag", "source_mtime", "prev_windows"]).to_pylist():
             self.seen += 1
             if len(self.rows) < self.k:
                 self.rows.append(row)
@@ -105,11 +109,14 @@ class _Sampler:
                 self.rows[j] = row
 
 
-def probe_windows(source: str, decode: DecodeConfig, storage_options: dict | None) -> tuple[int, float]:
-    """(windows, video seconds) the decode stage would cut from `source`, from its container alone; raises
-    `DecodeError` with the reason the decode stage would give (`too_short` when no window fits)."""
-    readable, _ = open_source(source, storage_options, max_bytes=decode.max_bytes)
-    info = probe(readable)
+def probe_windows(source: str, decode: DecodeConfig, storage_options: dict | None,
+                  info: ProbeInfo | None = None) -> tuple[int, float]:
+    """(windows, video seconds) the decode stage would cut from `source`, from its container alone (or from `info`,
+    its index row); raises `DecodeError` with the reason the decode stage would give (`too_short` when no window
+    fits)."""
+    if info is None:
+        readable, _ = open_source(source, storage_options, max_bytes=decode.max_bytes)
+        info = probe(readable)
     if info.pts_reliable:
         samples = len(select_frames(info.pts_ticks, info.end_tick, decode.fps, info.time_base, info.rates)[0])
     else:  # no presentation times (AVI, MPEG-PS): t_k = k / fps < duration
@@ -147,11 +154,12 @@ def dry_run(cfg: TokenizeJobConfig) -> DryRunReport:
         inputs_done_before=plan.skipped_done, failed_before=dict(sorted(state.failures.items())),
         duplicate_inputs_in_listing=plan.duplicates_in_input, windows_committed=state.committed_windows,
         settings_differ=differ, refusal=refusal)
-    _estimate(report, sampler, plan.pending, decode, opts)
+    _estimate(report, sampler, plan.pending, decode, opts, VideoIndex(layout))
     return report
 
 
-def _estimate(report: DryRunReport, sampler: _Sampler, pending: int, decode: DecodeConfig, opts: dict) -> None:
+def _estimate(report: DryRunReport, sampler: _Sampler, pending: int, decode: DecodeConfig, opts: dict,
+              index: VideoIndex) -> None:
     if pending == 0:
         report.estimate_basis = "nothing to decode"
         return
@@ -160,9 +168,11 @@ def _estimate(report: DryRunReport, sampler: _Sampler, pending: int, decode: Dec
         return
     windows = video_s = probed_bytes = 0.0
     fails: Counter = Counter()
+    known = index.lookup(sampler.rows)
+    report.from_index = len(known)
     for row in sampler.rows:
         try:
-            n, dur = probe_windows(row["source"], decode, opts)
+            n, dur = probe_windows(row["source"], decode, opts, known.get(row["source"]))
             windows += max(n - int(row["prev_windows"] or 0), 0)
             video_s += dur
         except DecodeError as e:
@@ -183,3 +193,5 @@ def _estimate(report: DryRunReport, sampler: _Sampler, pending: int, decode: Dec
     else:
         how = "by bytes (windows per byte of the sample x bytes to do)" if by_bytes else "per input"
         report.estimate_basis = f"ESTIMATE from probing {k} of {pending} inputs to decode, extrapolated {how}"
+    if report.from_index:
+        report.estimate_basis += f"; {report.from_index} of them from the video index"

@@ -1,0 +1,89 @@
+"""Benchmark: seconds from creating the training dataset to its first batch, on the paper schedule (goal: ≤ 60 s).
+
+Stage 1 of `schedule=paper` is 50,000 steps × global batch 16, one clip per video: 800,016 items. The training
+stream is `pipeline.train.data.build_train_dataset` over a small generated corpus (six 6-s 320×240 H.264 clips,
+real decoding at 3 FPS, 17 frames, 128×128), on a private local Ray with this machine's cores:
+
+* ``before``  the first version's items, `ray.data.range(n_items, override_num_blocks=ceil(n_items / 2))`
+  (400,008 read tasks, each created and `ray.put` before the first runs);
+* ``after``   `pipeline.train.items.item_dataset` (a read task per 65,536 ids, ids made as the decode tasks ask).
+
+Each is timed twice: a first iteration, then a second iteration of the same dataset, which is what a
+`FailureConfig` restart does (Ray Train re-executes the dataset from its plan). A first batch is 16 clips.
+``--before-items`` caps the before run (its cost grows with the item count; at 40,000 items it took 122-131 s);
+the after run always uses the paper count. Run: ``python benchmarks/train_start.py [--before-items 800016]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PAPER_ITEMS = 50_000 * 16 + 16
+
+
+def first_batch_s(make_ds, batch: int) -> tuple[float, float]:
+    """(seconds to the first batch of a fresh dataset, seconds to the first batch of its second iteration)."""
+    t0 = time.perf_counter()
+    ds = make_ds()
+    next(iter(ds.iter_batches(batch_size=batch, batch_format="numpy")))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    next(iter(ds.iter_batches(batch_size=batch, batch_format="numpy")))
+    return first, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before-items", type=int, default=PAPER_ITEMS)
+    ap.add_argument("--skip-before", action="store_true")
+    args = ap.parse_args()
+
+    import ray
+
+    from pipeline.decode import DecodeConfig
+    from pipeline.decode.synth import write_synthetic_video
+    from pipeline.train.data import build_train_dataset, num_train_items
+    from pipeline.train.items import n_read_tasks
+
+    tmp = Path(tempfile.mkdtemp(prefix="train-start-"))
+    urls = []
+    for i in range(6):
+        write_synthetic_video(tmp / f"v{i}.mp4", 6 * 24, 24, size=(320, 240), gop=48)
+        urls.append(str(tmp / f"v{i}.mp4"))
+    n = num_train_items(50_000, 16, 1)
+    assert n == PAPER_ITEMS
+    decode = DecodeConfig(size=128)
+    ray.init(num_cpus=os.cpu_count(), _temp_dir=str(tmp / "ray"), include_dashboard=False, log_to_driver=False)
+    try:
+        def dataset(items=None, steps=50_000):
+            return build_train_dataset(urls, steps=steps, global_batch=16, num_frames=17, decode=decode,
+                                       clips_per_video=1, seed=0, storage_options=None, items=items)
+
+        after = first_batch_s(dataset, 16)
+        print(f"after : {n:,} items in {n_read_tasks(n)} read tasks: first batch {after[0]:.1f} s, "
+              f"after a restart {after[1]:.1f} s")
+        if not args.skip_before:
+            m = args.before_items
+            steps = max(1, (m - 16) // 16)
+            before = first_batch_s(lambda: dataset(ray.data.range(m, override_num_blocks=math.ceil(m / 2)),
+                                                   steps=steps), 16)
+            print(f"before: {m:,} items in {math.ceil(m / 2):,} read tasks: first batch {before[0]:.1f} s, "
+                  f"after a restart {before[1]:.1f} s")
+            print(f"before / after (first batch) = {before[0] / after[0]:.1f}x"
+                  + ("" if m == n else f" (before run on {m:,} of the paper's {n:,} items)"))
+        print(f"goal: after <= 60 s; {os.cpu_count()} cores; load average {os.getloadavg()}")
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

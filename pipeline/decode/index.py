@@ -1,0 +1,137 @@
+"""The video index: what the probe learnt about each input, stored as Parquet so no job probes it twice (issue 25).
+
+One row per input: the source's identity as listed (``source``, ``source_size``, ``source_etag``,
+``source_mtime``) and every field of its :class:`pipeline.decode.probe.ProbeInfo` — container and codec, size,
+rotation, frame rate, duration, every frame's presentation time (``pts_ticks``, delta-coded so Parquet's run-length
+encoding stores a constant-rate video in a few bytes), the key frames the decoder may restart at (time
+``restart_ticks`` and byte offset ``restart_pos``) and how they were found (``indexed_from``: ``header`` for
+MP4/MOV sample tables, ``demux`` otherwise; ``pipeline/decode/header.py``). That is all the exact 3 FPS rule
+(``resample.select_frames``) and the window plan need, so a reader turns a row back into the ``ProbeInfo`` the
+probe would give (``info_of``; exact, tested on the decode matrix).
+
+Where it lives: ``<output>/_index/part-<time>-<random>.parquet`` files (``VideoIndex``), each written atomically by
+whoever probed a batch of inputs; any job can be pointed at another job's ``_index/``. When it is rebuilt: a row counts only
+for the same source with the same size and, where the listing gives them, the same etag and mtime (``lookup``), so
+a replaced object is probed again and its new row supersedes the old (the newest matching part wins). Only
+successful probes are stored: a failure is the status table's business, and a transient one must be retried.
+
+Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import fields
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.storage import OutputLayout
+
+from .probe import ProbeInfo
+
+INDEX_DIR = "_index"
+_ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos")  # int64 arrays; pts (seconds) is derived from pts_ticks
+_FRACTIONS = ("time_base", "rate")
+
+SCHEMA = pa.schema([
+    ("source", pa.string()), ("source_size", pa.int64()), ("source_etag", pa.string()),
+    ("source_mtime", pa.float64()),
+    ("format_name", pa.string()), ("codec", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+    ("pix_fmt", pa.string()), ("num_packets", pa.int64()), ("avg_fps", pa.float64()), ("duration_s", pa.float64()),
+    ("rotation", pa.int16()), ("end_s", pa.float64()), ("end_tick", pa.int64()),
+    ("time_base", pa.string()), ("rate", pa.string()), ("rates", pa.list_(pa.string())),
+    ("pts_reliable", pa.bool_()), ("decord_ok", pa.bool_()), ("cfr_order", pa.bool_()), ("reordered", pa.bool_()),
+    ("indexed_from", pa.string()), ("notes", pa.list_(pa.string())),
+    ("pts_ticks", pa.list_(pa.int64())), ("restart_ticks", pa.list_(pa.int64())), ("restart_pos", pa.list_(pa.int64())),
+])
+
+
+def record_of(identity: dict, info: ProbeInfo) -> dict:
+    """A row of the index: ``identity`` (``source`` and, as known, ``source_size/etag/mtime``) plus ``info``."""
+    row = {k: identity.get(k) for k in ("source", "source_size", "source_etag", "source_mtime")}
+    for f in fields(ProbeInfo):
+        v = getattr(info, f.name)
+        if f.name == "pts":
+            continue
+        if f.name in _ARRAYS:
+            v = np.asarray(v, np.int64)
+            v = np.diff(v, prepend=0).tolist() if f.name == "pts_ticks" else v.tolist()  # delta-coded
+        elif f.name in _FRACTIONS:
+            v = str(Fraction(v))
+        elif f.name == "rates":
+            v = [str(Fraction(r)) for r in v]
+        elif f.name == "notes":
+            v = list(v)
+        row[f.name] = v
+    return row
+
+
+def info_of(row: dict) -> ProbeInfo:
+    """The ``ProbeInfo`` an index row stands for (the inverse of ``record_of``)."""
+    kw = {}
+    for f in fields(ProbeInfo):
+        if f.name == "pts":
+            continue
+        v = row[f.name]
+        if f.name in _ARRAYS:
+            v = np.asarray(v or [], np.int64)
+            if f.name == "pts_ticks":
+                v = np.cumsum(v, dtype=np.int64)
+        elif f.name in _FRACTIONS:
+            v = Fraction(v)
+        elif f.name == "rates":
+            v = tuple(Fraction(r) for r in v or [])
+        elif f.name == "notes":
+            v = list(v or [])
+        kw[f.name] = v
+    info = ProbeInfo(pts=np.empty(0), **kw)
+    if info.pts_reliable:
+        info.pts = info.pts_ticks * float(info.time_base)
+    return info
+
+
+def _matches(row: dict, identity: dict) -> bool:
+    """Same object: equal size, and equal etag / mtime wherever both the row and the listing have one."""
+    if identity.get("source_size") is not None and row["source_size"] != identity["source_size"]:
+        return False
+    for k in ("source_etag", "source_mtime"):
+        if identity.get(k) is not None and row[k] is not None and row[k] != identity[k]:
+            return False
+    return True
+
+
+class VideoIndex:
+    """The ``_index/`` folder of an output (or any folder holding index parts)."""
+
+    def __init__(self, layout: OutputLayout, folder: str = INDEX_DIR):
+        self.layout, self.folder = layout, folder
+
+    def add(self, records: list[dict]) -> str | None:
+        """Write ``records`` as one new part (atomically); returns its URL (None when there is nothing)."""
+        if not records:
+            return None
+        table = pa.Table.from_pylist(records, schema=SCHEMA)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # name order = write order
+        return self.layout.write_table(f"{self.folder}/{name}", table)
+
+    def lookup(self, identities: Iterable[dict]) -> dict[str, ProbeInfo]:
+        """``source -> ProbeInfo`` for the given inputs that have a current row; absent: not indexed, or changed.
+
+        Reads only the rows of these sources from each part (memory: the asked-for rows, not the index)."""
+        want = {i["source"]: i for i in identities}
+        if not want:
+            return {}
+        found: dict[str, tuple[float, dict]] = {}
+        keys = pa.array(sorted(want), pa.string())
+        for path in self.layout.list(self.folder):
+            t = self.layout.read_table(path)
+            t = t.filter(pc.is_in(t["source"], value_set=keys))
+            for row in t.to_pylist():
+                if _matches(row, want[row["source"]]):
+                    found[row["source"]] = row  # later parts (listed in name order) replace earlier ones
+        return {s: info_of(r) for s, r in found.items()}

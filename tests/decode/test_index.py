@@ -1,0 +1,58 @@
+"""The stored video index: a row gives back the probe's `ProbeInfo` exactly, and only for the same object."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pipeline.decode.index import VideoIndex, info_of, record_of
+from pipeline.decode.probe import probe
+from pipeline.storage import OutputLayout
+from tests.decode.media import CASES, media  # noqa: F401  (session fixture)
+
+
+def _same(a, b) -> list[str]:
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        ok = np.array_equal(x, y) if isinstance(x, np.ndarray) else (x == y or (x != x and y != y))
+        if not ok or isinstance(x, np.ndarray) != isinstance(y, np.ndarray):
+            out.append(f"{f.name}: probe {x!r} index {y!r}")
+    return out
+
+
+def test_index_rows_round_trip_the_matrix(media, tmp_path):  # noqa: F811
+    """Every decode-matrix case, written to `_index/` and looked up, is the probe's `ProbeInfo` field by field."""
+    idx = VideoIndex(OutputLayout(str(tmp_path / "out")))
+    infos, ids = {}, []
+    for name, m in media.items():
+        if m.skipped:
+            continue
+        infos[str(m.path)] = probe(str(m.path))
+        ids.append({"source": str(m.path), "source_size": m.path.stat().st_size, "source_etag": None,
+                    "source_mtime": m.path.stat().st_mtime})
+    idx.add([record_of(i, infos[i["source"]]) for i in ids])
+    got = idx.lookup(ids)
+    assert sorted(got) == sorted(infos)
+    for src, info in infos.items():
+        assert not _same(info, got[src]), (src, _same(info, got[src]))
+
+
+def test_index_lookup_misses_changed_objects_and_newest_wins(media, tmp_path):  # noqa: F811
+    """A row counts only for the same size / etag / mtime; of two current rows the later part wins."""
+    m = media["h264_mp4_24"]
+    info = probe(str(m.path))
+    ident = {"source": "s3://b/v.mp4", "source_size": 100, "source_etag": "e1", "source_mtime": 5.0}
+    idx = VideoIndex(OutputLayout(str(tmp_path / "out")))
+    assert idx.lookup([ident]) == {}  # no index yet
+    idx.add([record_of(ident, info)])
+    assert idx.lookup([ident])["s3://b/v.mp4"].num_packets == info.num_packets
+    for change in ({"source_size": 101}, {"source_etag": "e2"}, {"source_mtime": 6.0}):
+        assert idx.lookup([{**ident, **change}]) == {}, change
+    assert "s3://b/v.mp4" in idx.lookup([{**ident, "source_etag": None, "source_mtime": None}])  # listing lacks them
+    newer = dataclasses.replace(info, num_packets=info.num_packets + 1)
+    idx.add([record_of(ident, newer)])
+    assert idx.lookup([ident])["s3://b/v.mp4"].num_packets == info.num_packets + 1
+    assert idx.lookup([{"source": "s3://b/other.mp4", "source_size": 1}]) == {}
