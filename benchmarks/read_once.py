@@ -1,4 +1,4 @@
-"""Benchmark: bytes the store serves per decoded input, and the bytes and time to index a long MP4 (issue 25).
+"""Benchmark: bytes the store serves per decoded input, and the bytes and time to index a long MP4.
 
 1. **Bytes per input** (goal ≤ 1.05× for MP4/MKV). A 720p corpus (ffmpeg ``testsrc2``, ``--seconds`` each: H.264 MP4
    with the index at the end and at the front, H.264 MKV, VP9 WebM, MPEG-4 AVI, MPEG-2 PS) is put on a local moto S3
@@ -9,7 +9,7 @@
    8cd0f11, `main` before this change) and with this checkout.
 2. **Bytes per training clip** (`pipeline.train.data.random_clips`: one random 17-frame 128² clip at 3 FPS) of a
    ``--train-seconds`` 720p H.264 MP4 (``veryfast``, GOP 250, 3 B-frames) on the same server, before and after, for
-   ``--runs`` items (each its own random start); the issue's target is item 4 (only the clip's range), not done yet.
+   ``--runs`` items (each its own random start); the target is reading only the clip's byte range (not met yet).
 3. **Indexing a long MP4** (goal: the header, not the file). A ``--minutes`` 1280×720 30 fps H.264 MP4 (``-preset
    ultrafast -g 250``, index at the end as ffmpeg writes it; cached in ``--workdir``) is probed as a remote object
    (`source.RemoteObject` over ``file://``, so the block cache counts what it fetches) from its header and by

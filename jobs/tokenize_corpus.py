@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli import run_job
-from pipeline.errors import BROKEN_ENV, INCOMPLETE
+from pipeline.errors import INCOMPLETE
 from pipeline.tokenize.config import TokenizeJobConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tokenize_corpus.yaml"
@@ -32,14 +32,9 @@ def main(cfg: TokenizeJobConfig) -> int:
 
         print(dry_run(cfg).text())
         return 0
-    from pipeline.tokenize.machine import MachineBroken
     from pipeline.tokenize.run import run_tokenize, summary_text
 
-    try:
-        summary = run_tokenize(cfg)
-    except MachineBroken as e:
-        print(f"STOPPED: {e}", file=sys.stderr)
-        return BROKEN_ENV
+    summary = run_tokenize(cfg)  # a broken decode environment raises MachineBroken: exit 5 (pipeline/errors.py)
     if summary.get("nothing_to_do"):
         print(f"nothing to do: {cfg.output} is complete ({summary.get('windows_total', '?')} windows); "
               "new inputs under the same input= would be picked up")

@@ -60,7 +60,7 @@ def run_job(schema: type[T], default_yaml: str | Path | None, main: Callable[[T]
     except ConfigError as e:
         return _fail(CONFIG, f"config error: {e}", debug)
     except JobError as e:
-        return _fail(e.exit_code, f"error: {e}", debug)
+        return _fail(e.exit_code, f"{e.label}: {e}", debug)
     except Exception as e:
         hint = storage_config_error(e)
         if hint is not None:

@@ -24,6 +24,7 @@ class JobError(Exception):
     """An error that ends a job with its own exit code and a message that says the next step (no traceback)."""
 
     exit_code = UNEXPECTED
+    label = "error"  # the message's first word on the console
 
 
 class RayStartError(JobError):

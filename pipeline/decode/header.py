@@ -1,4 +1,4 @@
-"""Probe an MP4/MOV from its header: the `moov` sample tables, not the media data (issue 25, "the video index").
+"""Probe an MP4/MOV from its header: the `moov` sample tables, not the media data.
 
 An MP4/MOV file states every sample's decode time (`stts`), composition offset (`ctts`, B-frame presentation order),
 size and byte offset (`stsz`, `stco`/`co64`, `stsc`) and the sync samples (`stss`) in its `moov` box, so FFmpeg's

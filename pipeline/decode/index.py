@@ -1,4 +1,4 @@
-"""The video index: what the probe learnt about each input, stored as Parquet so no job probes it twice (issue 25).
+"""The video index: what the probe learnt about each input, stored as Parquet so no job probes it twice.
 
 One row per input: the source's identity as listed (``source``, ``source_size``, ``source_etag``,
 ``source_mtime``) and every field of its :class:`pipeline.decode.probe.ProbeInfo` — container and codec, size,

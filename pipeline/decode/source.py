@@ -7,7 +7,7 @@ its own read position) over ONE :class:`BlockCache` per object: ``block_size`` b
 written once to an unlinked local temporary file (in ``TMPDIR``: keep it on disk, not tmpfs) and read from there by
 every later reader. So each byte of an input is fetched once per decode, though the probe demuxes the whole file
 (all but MP4/MOV, probed from their header: ``header.py``) and the decoder reads it again. Before the cache every
-reader had its own fsspec read-ahead file: 3-6x the object's size per input (issue 25, counted through
+reader had its own fsspec read-ahead file: 3-6x the object's size per input (counted through
 ``tests/faults.py``'s proxy; ``tests/decode/test_reads.py``). The cache's disk is bounded by ``cache_bytes``
 (``decode.read_cache_bytes``, 4 GiB): past it the least recently used blocks are dropped and fetched again if read
 again; the cache is freed when the decode of its input ends (``RemoteObject.close``). Memory: one block per read.

@@ -32,10 +32,15 @@ pending inputs again. Pure: no Ray.
 from __future__ import annotations
 
 from pipeline.decode.status import UNSUPPORTED_CODEC, is_decoder_crash
+from pipeline.errors import BROKEN_ENV, JobError
 
 
-class MachineBroken(RuntimeError):
-    """The decode environment of a node is broken (`node`, `reason`, `sources` whose rows were left pending)."""
+class MachineBroken(JobError):
+    """The decode environment of a node is broken (`node`, `reason`, `sources` whose rows were left pending); the job
+    ends with exit code 5 (`pipeline/errors.py`)."""
+
+    exit_code = BROKEN_ENV
+    label = "STOPPED"
 
     def __init__(self, node: str, reason: str, message: str, sources: list[str] | tuple = ()):
         self.node, self.reason, self.detail, self.sources = node, reason, message, list(sources)
