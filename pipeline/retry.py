@@ -1,7 +1,8 @@
 """The one retry helper of the project: exponential backoff with full jitter, bounded by attempts and a deadline.
 
-Used by the decode stage (an input whose read failed transiently is decoded again, `pipeline/tokenize/stages.py`) and
-by every write of `pipeline/storage.py` (token shards, status shards, summary). The object-store client retries each
+Used by every write, listing and read of `pipeline/storage.py` (token shards, status shards, summary) through
+`retry_call`, and by the decode stage's streamed retries (`pipeline/tokenize/failures.py: RetriedStream`, a generator:
+it cannot be one `fn()` call, so it asks `RetryPolicy.next_pause` for the same rule). The object-store client retries each
 request on its own first (botocore + s3fs, configured in `pipeline/storage.py`); this layer outlasts what they cannot:
 an outage of seconds to minutes, during which every request of the client's short retry budget fails.
 
@@ -45,6 +46,15 @@ class RetryPolicy:
         """The sleep before try `tries_done + 1` (full jitter)."""
         return rng.uniform(0.0, min(self.max_s, self.base_s * 2 ** (tries_done - 1)))
 
+    def next_pause(self, tries_done: int, elapsed_s: float, rng: random.Random) -> float | None:
+        """The sleep before another try after `tries_done` transient failures `elapsed_s` seconds after the first
+        try started, or None when the policy is spent (attempts, or the deadline the sleep would pass): the one
+        rule, for `attempt` and for callers that cannot be a single call."""
+        if tries_done >= self.attempts:
+            return None
+        pause = self.backoff_s(tries_done, rng)
+        return None if elapsed_s + pause > self.deadline_s else pause
+
 
 @dataclass
 class Attempted:
@@ -77,10 +87,8 @@ def attempt(fn: Callable[[], Any], classify: Callable[[Any, BaseException | None
         except Exception as e:  # classified below; BaseException (KeyboardInterrupt, SystemExit) passes through
             out.value, out.error = None, e
         out.transient = bool(classify(out.value, out.error))
-        if not out.transient or out.tries >= policy.attempts:
-            return out
-        pause = policy.backoff_s(out.tries, rng)
-        if time.monotonic() - t0 + pause > policy.deadline_s:
+        pause = policy.next_pause(out.tries, time.monotonic() - t0, rng) if out.transient else None
+        if pause is None:
             return out
         log.warning("%s: transient failure (try %d of %d), retrying in %.1f s: %s", what, out.tries, policy.attempts,
                     pause, out.error if out.error is not None else _short(out.value))

@@ -18,7 +18,6 @@ mtime) are not probed again: their row is what the probe would say.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from pipeline.decode.status import TIMEOUT, is_decoder_crash
-from pipeline.retry import attempt
 from pipeline.tokenize.config import RetryConfig
 
 log = logging.getLogger(__name__)
@@ -34,21 +33,6 @@ class DecodeOutcome:
     result: object
     tries: int
     final: bool
-
-
-def decode_with_retry(decode: Callable[[], object], retry: RetryConfig, what: str = "decode") -> DecodeOutcome:
-    """Call `decode()` (returns a `pipeline.decode.DecodeResult`) under `retry`'s rule (module docstring)."""
-    tries = {"n": 0}
-
-    def classify(res, error) -> bool:
-        if error is not None:  # decode_windows never raises for a bad input: a raise is a bug, surface it
-            return False
-        tries["n"] += 1
-        return retryable(res, tries["n"], retry)
-
-    out = attempt(decode, classify, retry, what)
-    res = out.result()
-    return DecodeOutcome(res, out.tries, res.status not in set(retry.transient))
 
 
 def retryable(res, tries: int, retry: RetryConfig) -> bool:
@@ -88,9 +72,9 @@ class RetriedStream:
                 self.sent += 1
                 yield w
             res = stream.result
-            again = retryable(res, tries, self.retry) and tries < self.retry.attempts
-            pause = self.retry.backoff_s(tries, self.rng) if again else 0.0
-            if not again or time.monotonic() - t0 + pause > self.retry.deadline_s:
+            pause = (self.retry.next_pause(tries, time.monotonic() - t0, self.rng)
+                     if retryable(res, tries, self.retry) else None)  # pipeline/retry.py's one rule
+            if pause is None:
                 self.outcome = DecodeOutcome(res, tries, res.status not in set(self.retry.transient))
                 return
             log.warning("%s: %s (try %d of %d), retrying in %.1f s: %s", self.what, res.status, tries,
