@@ -10,7 +10,7 @@
   inputs per second so far (start-up costs make early ETAs pessimistic).
 * Live sources, without extra traffic through the chain: finished inputs whose windows were all committed come from
   the driver's `StatusTracker`; inputs finished in the decode stage (failures, and inputs with nothing left to
-  encode) are reported by the decode tasks to the `RunNodes` actor (`pipeline/tokenize/stages.py`), which dedupes
+  encode) are reported by the decode tasks to the `RunNodes` actor (`pipeline/tokenize/nodes.py`), which dedupes
   retried tasks by source and works across nodes; the driver polls it once per line. At the end the driver's
   authoritative counts (status rows read back) give the final line.
 * `RayMetrics` mirrors the same figures as `ray.util.metrics` counters and gauges (Prometheus names in

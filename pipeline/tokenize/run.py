@@ -46,7 +46,8 @@ from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
 from pipeline.tokenize.machine import MachineBroken, find_cause
 from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
-from pipeline.tokenize.stages import RunNodes, build_dataset
+from pipeline.tokenize.nodes import RunNodes
+from pipeline.tokenize.stages import build_dataset
 from vidtok import VidTok
 from vidtok.accel import COMPILE_MODES
 

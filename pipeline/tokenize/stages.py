@@ -17,7 +17,7 @@ it is on to `RunNodes` (every HEARTBEAT_S, from a side thread), so the tail can 
 
 Every stage takes and returns Arrow tables of the schemas in `pipeline/tokenize/schema.py`, and each is a plain
 callable, so the unit tests call them on tables without a cluster. Where a stage ran (node, device) is reported once
-per process to a small `RunNodes` actor, not carried in the rows.
+per process to a small `RunNodes` actor (`pipeline/tokenize/nodes.py`), not carried in the rows.
 
 Imports: torch and Ray are imported inside the functions that need them. Decode tasks load this module too, and
 torch would cost them ~900 MB of resident memory each; TokenizeClips must also run where Ray is absent (the GPU
@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +45,7 @@ from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_
 from pipeline.tokenize.config import RetryConfig
 from pipeline.tokenize.failures import RetriedStream
 from pipeline.tokenize.machine import MachineBroken, MachineCheck
+from pipeline.tokenize.nodes import CurrentInput, RunNodes, node_name, report_where
 from pipeline.tokenize.oom import AdaptiveBatches
 from pipeline.tokenize.schema import (
     WINDOW_SCHEMA, encoded_table, failed_table, frames_array, status_table, token_table, window_table, written_table,
@@ -59,90 +57,6 @@ WINDOWS_PER_YIELD = 4  # a few windows per yielded table: Ray cuts blocks at tar
 TILE_FRAMES = 16  # v1.1 temporal tile (t_chunk_enc) for whole-clip pieces, as the official long-video inference
 
 
-# ---------------------------------------------------------------------------------------------------- bookkeeping
-class RunNodes:
-    """A tiny Ray actor: which nodes (and devices) each stage ran on, for the run summary; the inputs the decode stage
-    finished itself (live progress); the inputs being decoded now (the tail, `pipeline/tokenize/progress.py`).
-
-    Nothing the run needs lives only here: the driver pins it to its own node and restarts it if its process dies
-    (`pipeline/tokenize/run.py`); a restart loses these counts, which only the summary's `nodes` and the live
-    progress line use (the final counts come from the committed status rows)."""
-
-    def __init__(self):
-        self.seen: dict[str, set] = {"decode": set(), "tokenizer": set(), "tokenizer_device": set()}
-        self.done: set[int] = set()  # hashes of the sources the decode stage finished (a retried task reports again)
-        self.counts: dict = {"inputs": 0, "video_s": 0.0, "reasons": {}}
-        self.decoding: dict[str, tuple[str, float, str]] = {}  # task -> (source, started at, node): one per task
-
-    def add(self, kind: str, value: str) -> None:
-        self.seen[kind].add(value)
-
-    def get(self) -> dict[str, list]:
-        return {k: sorted(v) for k, v in self.seen.items()}
-
-    def at(self, task: str, source: str | None, started: float, node: str = "") -> None:
-        """Decode task `task` started `source` at `started` (epoch s) on `node`; `source` None: the task ended.
-        One entry per running task, so this holds as many entries as decode slots, whatever the corpus."""
-        if source is None:
-            self.decoding.pop(task, None)
-        else:
-            self.decoding[task] = (source, started, node)
-
-    def running(self) -> list[tuple[str, float, str]]:
-        """`(source, started at, node)` of the inputs being decoded now."""
-        return list(self.decoding.values())
-
-    def finish(self, rows: list[tuple[str, str, float | None]]) -> None:
-        """Inputs the decode stage finished itself (failures, or nothing left to encode), as `(source, status,
-        duration_s)`: live progress. One call per decode task, not per input (an actor call costs about a
-        millisecond, as much as decoding a one-second clip: `benchmarks/small_clips.py`)."""
-        for source, status, duration_s in rows:
-            if hash(source) not in self.done:
-                self.done.add(hash(source))
-                self.counts["inputs"] += 1
-                self.counts["video_s"] += duration_s or 0.0
-                self.counts["reasons"][status] = self.counts["reasons"].get(status, 0) + 1
-
-    def finished(self) -> dict:
-        """`{"inputs", "video_s", "reasons"}` of the inputs reported through `finish` (pipeline/tokenize/progress.py)."""
-        return self.counts
-
-
-def _report(nodes, kind: str, value: str | None = None) -> None:
-    """Tell `nodes` (a RunNodes handle, or None outside Ray) where this process runs; once per process and kind."""
-    if nodes is None:
-        return
-    import ray
-
-    value = value or ray.get_runtime_context().get_node_id()
-    key = (id(nodes), kind, value)
-    if key not in _reported:
-        _reported.add(key)
-        nodes.add.remote(kind, value)
-
-
-_reported: set = set()
-
-
-def node_name() -> str:
-    """This process's machine in words: host, IP and Ray node id (host only outside Ray); computed once in Ray."""
-    if "name" in _node:
-        return _node["name"]
-    import socket
-
-    name = socket.gethostname()
-    try:
-        import ray
-
-        if ray.is_initialized():
-            name += f" ({ray.util.get_node_ip_address()}, Ray node {ray.get_runtime_context().get_node_id()})"
-            _node["name"] = name
-    except Exception:
-        pass
-    return name
-
-
-_node: dict = {}
 _machine: dict = {}  # this process's MachineCheck of the current run (pipeline/tokenize/machine.py)
 
 
@@ -152,39 +66,6 @@ def _machine_check(run_id: str, burst: int) -> MachineCheck:
     if _machine.get("key") != (run_id, burst):
         _machine.update(key=(run_id, burst), check=MachineCheck(burst))
     return _machine["check"]
-
-
-HEARTBEAT_S = 5.0  # how often a decode task tells RunNodes which input it is on (only if it changed)
-
-
-class _Current:
-    """The input a decode task is on, told to `RunNodes.at` from a side thread at most every HEARTBEAT_S, so the
-    tail of the run can name the oldest inputs in flight. Not per input: a fire-and-forget actor call costs 0.3-0.7
-    ms (measured on the 2-core machine), as much as decoding a one-second clip; an input shorter than the heartbeat
-    is never reported, and those never hold a run's tail."""
-
-    def __init__(self, nodes):
-        self.nodes, self.task, self.now, self.sent = nodes, uuid.uuid4().hex, None, None
-        self.lock, self.stopped = threading.Lock(), threading.Event()
-        if nodes is not None:
-            threading.Thread(target=self._loop, name="decode-heartbeat", daemon=True).start()
-
-    def set(self, source: str) -> None:
-        self.now = (source, time.time())
-
-    def _loop(self) -> None:
-        while not self.stopped.wait(HEARTBEAT_S):
-            with self.lock:
-                now = self.now
-                if not self.stopped.is_set() and now is not None and now is not self.sent:
-                    self.nodes.at.remote(self.task, now[0], now[1], node_name())
-                    self.sent = now
-
-    def close(self) -> None:
-        with self.lock:
-            self.stopped.set()
-            if self.sent is not None:
-                self.nodes.at.remote(self.task, None, time.time())
 
 
 # ----------------------------------------------------------------------------------------------------- decode stage
@@ -206,16 +87,16 @@ class DecodeInputs:
         self.machine_burst = machine_burst  # decode_task.machine_burst; 0 (unit tests' default): the rule is off
 
     def __call__(self, plan: pa.Table):
-        _report(self.nodes, "decode")
+        report_where(self.nodes, "decode")
         opts = self.layout.storage_options
         check = _machine_check(self.run_id, self.machine_burst)
-        current = _Current(self.nodes)
+        current = CurrentInput(self.nodes)
         try:
             yield from self._decode(plan, opts, check, current)
         finally:
             current.close()
 
-    def _decode(self, plan: pa.Table, opts: dict, check: MachineCheck, current: "_Current"):
+    def _decode(self, plan: pa.Table, opts: dict, check: MachineCheck, current: "CurrentInput"):
         failed: list[dict] = []  # status rows of inputs without windows: one shard per task, not one per input
         for row in plan.to_pylist():
             current.set(row["source"])
@@ -329,8 +210,8 @@ class TokenizeClips:
             if self.device.type == "cpu" and ray.get_gpu_ids():
                 log.warning("this actor holds GPU %s but CUDA is not available to torch: encoding on the CPU",
                             ray.get_gpu_ids())
-            _report(nodes, "tokenizer")
-            _report(nodes, "tokenizer_device", self.device.type)
+            report_where(nodes, "tokenizer")
+            report_where(nodes, "tokenizer_device", self.device.type)
         log.info("TokenizeClips: %s on %s (%s)", preset, self.device, "bf16 autocast" if self.autocast else "fp32")
 
     def __call__(self, windows: pa.Table) -> pa.Table:

@@ -22,7 +22,7 @@ from tests.tokenize.helpers import FAST, make_corpus, read_folder, token_rows
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = fsspec.filesystem("file")
-DRILL_CLIPS = [(12.0, 25.0), (18.0, 30.0)] * 6  # 12 inputs, 30 windows: long enough to lose nodes in the middle
+DRILL_CLIPS = [(12.0, 25.0), (18.0, 30.0)] * 8  # 16 inputs, 40 windows (20 shards): long enough to lose nodes mid-run
 SUMMARY_COUNTS = ("complete", "inputs_this_run", "inputs_ok_this_run", "failures_this_run", "windows_this_run",
                   "windows_total", "inputs_pending", "duplicate_windows_found")
 
@@ -93,8 +93,8 @@ def test_fleet_lost_nodes_cost_time_not_the_run(tmp_path, monkeypatch):
         events["first shard"] = _wait(job, "a first token shard", lambda: _shards(out) >= 1) - t0
         cluster.remove_node(decode[0], allow_graceful=False)  # a spot reclaim: SIGKILL, windows in flight are lost
         events["decode node removed"] = time.time() - t0
-        n = _shards(out)
-        events["next shard"] = _wait(job, "a shard after the decode node's loss", lambda: _shards(out) > n) - t0
+        time.sleep(2)  # a little later: the tokenizer's node, while most windows are still to encode
+        assert job.poll() is None and _shards(out) < 10, "the run went too fast to lose its tokenizer in the middle"
         cluster.remove_node(gpu, allow_graceful=False)
         events["tokenizer node removed"] = time.time() - t0
         events["says it waits"] = _wait(job, "the progress line saying the job waits",
@@ -119,7 +119,7 @@ def test_fleet_lost_nodes_cost_time_not_the_run(tmp_path, monkeypatch):
     assert drill_r["duplicates"] == 0 and calm_r["duplicates"] == 0
     assert drill_r["windows"] == calm_r["windows"], sorted(set(drill_r["windows"]) ^ set(calm_r["windows"]))
     assert drill_r["status"] == calm_r["status"]
-    assert drill_r["summary"] == calm_r["summary"] and calm_r["summary"]["windows_this_run"] == 30
+    assert drill_r["summary"] == calm_r["summary"] and calm_r["summary"]["windows_this_run"] == 40
 
 
 SHADOW_AV = '''"""A node whose PyAV cannot load its FFmpeg libraries (a broken image or a partial upgrade), as the import says it."""

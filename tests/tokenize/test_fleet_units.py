@@ -210,11 +210,12 @@ def test_fleet_tail_names_the_oldest_inputs_in_flight():
 def test_fleet_decode_task_tells_run_nodes_which_input_it_is_on(tmp_path, ray_local, monkeypatch):
     """A decode task's heartbeat puts the input it is on into the real RunNodes actor (what the tail reads), and
     takes it out when the task ends."""
+    import pipeline.tokenize.nodes as nodes_module
     import pipeline.tokenize.stages as stages
     from pipeline.decode import DecodeConfig
     from pipeline.tokenize.schema import PLAN_SCHEMA
 
-    monkeypatch.setattr(stages, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(nodes_module, "HEARTBEAT_S", 0.2)
     src = [str(p) for p in make_corpus(tmp_path / "in", clips=[(18.0, 30.0), (6.5, 24.0)])]
     plan = pa.Table.from_pylist([{"source": s, "skip_windows": [], "prev_windows": 0} for s in src], schema=PLAN_SCHEMA)
     nodes = ray_local.remote(stages.RunNodes).options(num_cpus=0).remote()
