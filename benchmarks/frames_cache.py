@@ -1,7 +1,8 @@
 """Frames-cache format benchmark (issue 21): which stored form of the decoded 3 FPS frames trains fastest per byte.
 
-The decoded frames of a 20 s 1280×720 30 fps H.264 clip (GOP 30, `benchmarks/decode.py`'s generated clip: moving
-texture + grain), at 3 FPS and 256² by the decode stage's spatial policy (`pipeline.decode.sample_frames`), are
+The decoded frames of a 20 s 1280×720 30 fps H.264 clip (GOP 30: `--clip texture`, full-frame moving colour texture
++ grain, the pessimistic case for bytes; or `--clip code`, `benchmarks/decode.py`'s clip, whose centre crop is the
+frame code's flat cells, the optimistic one), at 3 FPS and 256² by the decode stage's spatial policy (`pipeline.decode.sample_frames`), are
 stored three ways and read back as training reads them, a 17-frame window at a random start:
 
 * ``zstd``   raw uint8 RGB per frame, Zstandard level 3 (pyarrow's codec): lossless
@@ -14,7 +15,7 @@ median over `--runs` reads of every start), PSNR against the decoded frames. At 
 downscaling by the same spatial policy (what stage 1 does, `pipeline/frames/read.py`) vs a cache stored at 128².
 CPU time, not wall time, because the machine is shared (the load average is printed).
 
-    python benchmarks/frames_cache.py [--runs 3] [--seconds 20] [--workdir /tmp/vidtok-bench]
+    python benchmarks/frames_cache.py [--clip texture|code] [--runs 3] [--seconds 20] [--workdir /tmp/vidtok-bench]
 """
 
 from __future__ import annotations
@@ -33,6 +34,41 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 WINDOW = 17
+
+
+def make_texture_clip(workdir: Path, seconds: int) -> Path:
+    """A 1280×720 30 fps clip of full-frame colour texture (smooth noise at 3 scales, scrolling 2 px a frame) plus
+    grain: no flat areas, so frame bytes are a pessimistic case for compression (the synthetic code clip's centre
+    crop is flat cells, an optimistic one)."""
+    import av
+    from PIL import Image
+
+    path = workdir / f"bench_720p30_texture_{seconds}s.mp4"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    w, h, n = 1280, 720, 30 * seconds
+    tex = np.zeros((h, w + 2 * n, 3), np.float32)
+    for cell, amp in ((64, 60.0), (16, 30.0), (4, 12.0)):
+        small = rng.uniform(-amp, amp, size=(h // cell + 2, (w + 2 * n) // cell + 2, 3)).astype(np.float32)
+        for c in range(3):
+            img = Image.fromarray(small[:, :, c], mode="F").resize(((w + 2 * n) // cell * cell + 2 * cell,
+                                                                     h // cell * cell + 2 * cell), Image.BILINEAR)
+            tex[:, :, c] += np.asarray(img)[:h, : w + 2 * n]
+    tex = np.clip(tex + 128, 0, 255).astype(np.uint8)
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "veryfast", "crf": "22", "g": "30", "bf": "3"}
+        for i in range(n):
+            f = tex[:, 2 * i : 2 * i + w].astype(np.int16) + rng.integers(-6, 7, size=(h, w, 1), dtype=np.int16)
+            for p in s.encode(av.VideoFrame.from_ndarray(f.clip(0, 255).astype(np.uint8), format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    tmp.rename(path)
+    return path
 
 
 def h264_encode(frames: np.ndarray, crf: int = 18) -> list[bytes]:
@@ -115,6 +151,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--workdir", default="/tmp/vidtok-bench")
+    ap.add_argument("--clip", choices=("code", "texture"), default="texture",
+                    help="code: benchmarks/decode.py's clip (flat code cells fill the crop: optimistic bytes); "
+                         "texture: full-frame moving colour texture + grain (pessimistic bytes)")
     args = ap.parse_args()
     from benchmarks.decode import make_clip
     from pipeline.decode import sample_frames
@@ -122,7 +161,7 @@ def main() -> None:
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    clip = make_clip(work, 30, args.seconds)
+    clip = make_clip(work, 30, args.seconds) if args.clip == "code" else make_texture_clip(work, args.seconds)
     f256 = sample_frames(str(clip), fps=3.0, size=256, threads=1).frames
     f128 = resize_crop(f256, 128)  # only the shape matters for the 128²-stored rows' reference; see below
     f128_direct = sample_frames(str(clip), fps=3.0, size=128, threads=1).frames
