@@ -1,4 +1,4 @@
-"""Frames-cache format benchmark (issue 21): which stored form of the decoded 3 FPS frames trains fastest per byte.
+"""Frames-cache format benchmark: which stored form of the decoded 3 FPS frames trains fastest per byte.
 
 The decoded frames of a 20 s 1280×720 30 fps H.264 clip (GOP 30: `--clip texture`, full-frame moving colour texture
 + grain, the pessimistic case for bytes; or `--clip code`, `benchmarks/decode.py`'s clip, whose centre crop is the

@@ -1,4 +1,4 @@
-"""Feed benchmark (issue 21): can the data path keep a GPU busy? Cache path vs source path, in one run.
+"""Feed benchmark: can the data path keep a GPU busy? Cache path vs source path, in one run.
 
 The real ingest — `pipeline.train.data.build_train_dataset` (Ray Data decode tasks) → Ray Train
 `get_dataset_shard("train").iter_torch_batches(prefetch_batches=4)` — into one `TorchTrainer` worker that stands in
@@ -9,7 +9,7 @@ Ray's own daemons, the worker: an upper bound on the decode CPU).
 
 Rates (clips/s a GPU consumes) = peak bf16 TFLOPS × MFU / TFLOP per training clip. TFLOP per clip from
 `benchmarks/model_flops.py` (encode + decode forward counted on the meta device, ×3 for the backward, plus LPIPS and
-the discriminator): about 14 TFLOP per stage-1 clip (17×128²) and 44 per stage-2 clip (17×256²) (issue 21). At 45 %
+the discriminator): about 14 TFLOP per stage-1 clip (17×128²) and 44 per stage-2 clip (17×256²) (docs/frames_cache.md). At 45 %
 MFU: A100 (312 TFLOPS) 10.0 and 3.2 clips/s; H100 SXM (989 TFLOPS) 31.8 and 10.1 — `--mfu`, `--tflop-s1/-s2` change them.
 
 Resources: a private local Ray with `1 + --decode-cpus` logical CPUs, the worker reserving 1 and one decode task

@@ -1,4 +1,4 @@
-"""Job: decode a video corpus once into a frames cache that training reads (`data.frames=<output>`), issue 21.
+"""Job: decode a video corpus once into a frames cache that training reads (`data.frames=<output>`).
 
     python jobs/cache_frames.py input=s3://b/videos output=s3://b/frames256           # zstd raw 256², 3 FPS
     python jobs/cache_frames.py input=s3://b/videos output=s3://b/frames256 frames.format=jpeg
