@@ -4,8 +4,10 @@ The real ingest — `pipeline.train.data.build_train_dataset` (Ray Data decode t
 `get_dataset_shard("train").iter_torch_batches(prefetch_batches=4)` — into one `TorchTrainer` worker that stands in
 for a GPU: it consumes each batch by sleeping `batch / rate` seconds (a GPU step leaves the CPU free, so does a sleep),
 for `--seconds` after its first batch. Reported per scenario: the data wait (share of that time the worker waited for
-a batch), clips/s delivered, and CPU-seconds per clip of every Ray process (decode tasks and their decode children,
-Ray's own daemons, the worker: an upper bound on the decode CPU).
+a batch), clips/s delivered, and CPU-seconds per clip over the same span (start-up excluded: /proc sampled every
+0.5 s) of every Ray process (decode tasks and their decode children,
+Ray's own daemons, the worker: an upper bound on the decode CPU), and the same net of the idle local Ray's CPU
+(measured for 10 s before the scenarios).
 
 Rates (clips/s a GPU consumes) = peak bf16 TFLOPS × MFU / TFLOP per training clip. TFLOP per clip from
 `benchmarks/model_flops.py` (encode + decode forward counted on the meta device, ×3 for the backward, plus LPIPS and
@@ -24,9 +26,11 @@ cache, decoded at 128² on the source path), stage 2 256². The machine is share
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -61,8 +65,12 @@ def consume_loop(config: dict) -> None:
         t = time.perf_counter()
         if start is not None and t - start >= seconds:
             break
-    ray.train.report({"waited": waited, "busy": busy, "clips": clips, "elapsed": t - (start or t),
-                      "shape": list(b["video"].shape)})
+    import json
+
+    t_start = time.time() - (t - start if start is not None else 0.0)
+    Path(config["out"]).write_text(json.dumps({"waited": waited, "busy": busy, "clips": clips,
+                                               "elapsed": t - (start or t), "shape": list(b["video"].shape),
+                                               "t_start": t_start, "t_end": time.time()}))
 
 
 def ray_cpu_seconds(include_self: bool = False) -> float:
@@ -81,7 +89,7 @@ def ray_cpu_seconds(include_self: bool = False) -> float:
     return total
 
 
-def scenario(name: str, urls, cache: str, args) -> dict:
+def scenario(name: str, urls, cache: str, args, idle_cpu_s: float = 0.0) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -100,21 +108,39 @@ def scenario(name: str, urls, cache: str, args) -> dict:
                              clips_per_video=1, seed=23, storage_options=None,
                              decode_task=DecodeTaskConfig(num_cpus=1, concurrency=args.decode_cpus),
                              frames=cache if path == "cache" else "")
-    cpu0 = ray_cpu_seconds()
-    trainer = TorchTrainer(consume_loop, train_loop_config={"rate": rate, "batch": batch, "seconds": args.seconds},
+    samples: list[tuple[float, float]] = []  # (time, Ray CPU seconds): the steady state's CPU, start-up excluded
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append((time.time(), ray_cpu_seconds()))
+            stop.wait(0.5)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = Path(args.workdir) / f"feed_{path}_{stage}_{gpu}_{os.getpid()}.json"  # same machine: a local file
+    trainer = TorchTrainer(consume_loop, train_loop_config={"rate": rate, "batch": batch, "seconds": args.seconds,
+                                                            "out": str(out)},
                            scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False,
                                                                   resources_per_worker={"CPU": 1}),
                            run_config=ray.train.RunConfig(storage_path=args.workdir + "/ray_results",
                                                           name=f"feed_{path}_{stage}_{gpu}_{int(time.time())}"),
                            datasets={"train": ds})
-    t0 = time.perf_counter()
-    m = trainer.fit().metrics
-    wall = time.perf_counter() - t0
-    cpu = ray_cpu_seconds() - cpu0
+    try:
+        trainer.fit()
+    finally:
+        stop.set()
+        sampler.join()
+    m = json.loads(out.read_text())
+    inside = [s for s in samples if m["t_start"] <= s[0] <= m["t_end"]]
+    wall = inside[-1][0] - inside[0][0] if len(inside) > 1 else 0.0
+    cpu = inside[-1][1] - inside[0][1] if len(inside) > 1 else 0.0
+    clips = m["clips"] * wall / m["elapsed"] if m["elapsed"] else 0  # clips consumed within the sampled span
     total = m["waited"] + m["busy"]
     return {"scenario": name, "rate": rate, "size": size, "wait": m["waited"] / total if total else 1.0,
             "clips_s": m["clips"] / m["elapsed"] if m["elapsed"] else 0.0, "clips": m["clips"],
-            "cpu_s_per_clip": cpu / max(m["clips"], 1), "wall": wall, "load": os.getloadavg()}
+            "cpu_s_per_clip": cpu / max(clips, 1e-9),
+            "net_cpu_s_per_clip": max(0.0, cpu - idle_cpu_s * wall) / max(clips, 1e-9),
+            "wall": wall, "load": os.getloadavg()}
 
 
 def main() -> None:
@@ -158,20 +184,27 @@ def main() -> None:
     init_ray("local", num_cpus=1 + args.decode_cpus, object_store_memory=1 << 30,
              temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     ray.data.DataContext.get_current().enable_progress_bars = False
+    time.sleep(5)
+    c0, t0 = ray_cpu_seconds(), time.perf_counter()
+    time.sleep(10)  # Ray's daemons' own CPU with nothing running: subtracted for the net figure
+    idle = (ray_cpu_seconds() - c0) / (time.perf_counter() - t0)
+    print(f"idle local Ray: {idle:.3f} CPU", flush=True)
     rows = []
     try:
         for name in args.scenarios.split(","):
-            r = scenario(name.strip(), urls, cache, args)
+            r = scenario(name.strip(), urls, cache, args, idle)
             rows.append(r)
             print(f"{r['scenario']:16} rate {r['rate']:5.1f} clips/s at {r['size']}²: data wait {r['wait'] * 100:5.1f} %, "
-                  f"{r['clips_s']:5.2f} clips/s, {r['cpu_s_per_clip']:.3f} CPU-s per clip ({r['clips']} clips; "
+                  f"{r['clips_s']:5.2f} clips/s, {r['cpu_s_per_clip']:.3f} CPU-s per clip (net of idle Ray "
+                  f"{r['net_cpu_s_per_clip']:.3f}; {r['clips']} clips; "
                   f"load average {r['load'][0]:.1f})", flush=True)
     finally:
         ray.shutdown()
-    print(f"\n{'scenario':16} {'rate':>6} {'wait %':>7} {'clips/s':>8} {'CPU-s/clip':>11}   "
+    print(f"\n{'scenario':16} {'rate':>6} {'wait %':>7} {'clips/s':>8} {'CPU-s/clip':>11} {'net':>6}   "
           f"({args.decode_cpus} decode CPU, {os.cpu_count()} cores, load average now {os.getloadavg()})")
     for r in rows:
-        print(f"{r['scenario']:16} {r['rate']:6.1f} {r['wait'] * 100:7.1f} {r['clips_s']:8.2f} {r['cpu_s_per_clip']:11.3f}")
+        print(f"{r['scenario']:16} {r['rate']:6.1f} {r['wait'] * 100:7.1f} {r['clips_s']:8.2f} {r['cpu_s_per_clip']:11.3f} "
+              f"{r['net_cpu_s_per_clip']:6.3f}")
 
 
 if __name__ == "__main__":
