@@ -7,6 +7,7 @@ Each command runs the job file itself (`jobs/<job>.py`, as `__main__`, with the 
     vidtok-train-stage1        jobs/train_stage1.py         vidtok-reconstruct         jobs/reconstruct.py
     vidtok-train-stage2        jobs/train_stage2.py         vidtok-export-webdataset   jobs/export_webdataset.py
     vidtok-export              jobs/export.py (official layout + diffusers folder)
+    vidtok-cache-frames        jobs/cache_frames.py (the training frames cache, docs/frames_cache.md)
 
 The jobs folder is found beside the `pipeline` package, i.e. in the checkout an editable install (`pip install -e .`,
 what `make setup`, the cluster setup commands and cluster/Dockerfile do) points at; a non-editable install has no
@@ -63,3 +64,7 @@ def export_webdataset() -> int:
 
 def export() -> int:
     return run_job_file("export")
+
+
+def cache_frames() -> int:
+    return run_job_file("cache_frames")

@@ -53,6 +53,7 @@ class DataConfig:
     prefetch_batches: int = 4  # per worker, so the step never waits on decoding in steady state
     shuffle_buffer_clips: int = 64  # per worker: mixes the clips of one video across batches (0: off)
     sample_corpus_clips: int = 6  # embedded default: clips generated when `input` is empty
+    frames: str = ""  # frames cache (jobs/cache_frames.py output) to read clips from; "" = decode every source
 
 
 @dataclass

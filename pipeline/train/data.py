@@ -18,6 +18,9 @@ Training stream (Ray Data, streaming into `TorchTrainer` workers):
 * Window start: uniform over `[0, N − T]` of the N sampled frames; a video with fewer than T samples is padded by
   repeating its last frame (spec §13.1 step 7). This replaces the official frame-stride rule (which drifts at 25 fps
   and breaks on variable frame rate) by the project's timestamp rule; the randomness is the same in kind.
+* With a frames cache (`data.frames=<url>`, built by `jobs/cache_frames.py`) the same starts are read from it instead
+  of decoded (`pipeline/frames/read.py`; a 128² clip is the cached 256² window downscaled); a video the cache lacks
+  is decoded from its source, logged and counted (`FramesCache.misses`).
 * Clips of one video are consecutive in the stream, so the trainer reads through a local shuffle buffer
   (`data.shuffle_buffer_clips`, Ray Data's `local_shuffle_buffer_size`) that mixes them across videos.
 * The item count covers the whole run (`steps × global batch`), so the stream never restarts between "epochs"
@@ -40,6 +43,7 @@ import numpy as np
 
 from pipeline.decode import DecodeConfig, decode_windows, iter_windows
 from pipeline.decode.windows import RandomWindows
+from pipeline.frames.read import cached_clips
 from pipeline.train.items import item_dataset
 from vidtok.video import pad_to_length
 
@@ -103,12 +107,18 @@ def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int,
 
 
 def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
-                  clips_per_video: int, storage_options: dict | None) -> dict:
-    """map_batches body: item ids -> training clips (rows of uint8 video)."""
+                  clips_per_video: int, storage_options: dict | None, frames: str = "") -> dict:
+    """map_batches body: item ids -> training clips (rows of uint8 video); with a frames cache (`frames`, a URL)
+    the clips are read from it at the same starts, and a video it lacks is decoded from its source."""
     clips = []
     size = decode.size
     for item in batch["id"]:
         src = urls[source_for_item(int(item), len(urls), seed)]
+        got = cached_clips(frames, storage_options, src, fps=decode.fps, num_frames=num_frames, count=clips_per_video,
+                           seed=(seed, int(item), 7), size=size) if frames else None
+        if got is not None:
+            clips += got
+            continue
         clips += random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
     if not clips:
         return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8)}
@@ -121,15 +131,17 @@ def num_train_items(steps: int, global_batch: int, clips_per_video: int) -> int:
 
 
 def build_train_dataset(urls: list[str], *, steps: int, global_batch: int, num_frames: int, decode: DecodeConfig,
-                        clips_per_video: int, seed: int, storage_options: dict | None, decode_task=None, items=None):
+                        clips_per_video: int, seed: int, storage_options: dict | None, decode_task=None, items=None,
+                        frames: str = ""):
     """The streaming training dataset: rows `{"video": (num_frames, size, size, 3) uint8}` for the whole run;
-    `decode_task` (`pipeline.config.DecodeTaskConfig`) sets what each decode task reserves. `items` (benchmarks
-    only): a Ray Dataset of `{"id"}` rows to use instead of `pipeline.train.items.item_dataset`."""
+    `decode_task` (`pipeline.config.DecodeTaskConfig`) sets what each decode task reserves; `frames`: a frames cache
+    to read clips from (`data.frames`, pipeline/frames/). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows
+    to use instead of `pipeline.train.items.item_dataset`."""
     if not urls:
         raise ValueError("no training videos: check `input` (prefix or manifest) and `data.extensions`")
     n_items = num_train_items(steps, global_batch, clips_per_video)
     fn = partial(_decode_items, urls=list(urls), seed=seed, decode=decode, num_frames=num_frames,
-                 clips_per_video=clips_per_video, storage_options=storage_options)
+                 clips_per_video=clips_per_video, storage_options=storage_options, frames=frames)
     # One item per decode task (the ids come one per block): short tasks, so the stream starts fast and balances.
     kwargs = {"num_cpus": decode_task.num_cpus if decode_task else 1.0, "batch_size": 1, "batch_format": "numpy"}
     if decode_task is not None and decode_task.concurrency:

@@ -153,7 +153,8 @@ def _run(cfg: TrainConfig, paths: TrainPaths, claim: OutputClaim, fail_at_step: 
              cfg.decode.size, num_frames, cfg.num_workers)
     ds = build_train_dataset(train_urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=num_frames,
                              decode=cfg.decode, clips_per_video=cfg.data.clips_per_video, seed=cfg.seed,
-                             storage_options=cfg.storage_options, decode_task=cfg.decode_task)
+                             storage_options=cfg.storage_options, decode_task=cfg.decode_task,
+                             frames=cfg.data.frames)
     storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -1,0 +1,127 @@
+"""The frames cache on storage: its layout, schemas, atomic commits and the resume state read back (pure, no Ray).
+
+Layout under `output` (a local folder or an object-store prefix):
+
+  shards/part-<sha1 of the (source, row) keys it holds>.parquet   frames: one row per `frames.frames_per_row`
+        consecutive samples of one video (`SHARD_SCHEMA`), one Parquet row group per row, so a window reads one or
+        two row groups; blobs stored uncompressed by Parquet (they are zstd / JPEG already)
+  index/index-<sha1 of its sources>.parquet   one row per video (`INDEX_SCHEMA`): status, source identity
+        (size, etag, mtime), frame count, every sample's timestamp and source frame index, and where each row of its
+        frames lives (shard name, row number)
+  summary.json, resolved_config.yaml, _job.json
+
+Exactly once (the token shards' rule, `pipeline/tokenize/commit.py`): every file is published whole
+(`pipeline.storage.write_bytes`: temp + rename, one PUT on object stores), shards first, then the index file that
+names them: **the index is the commit point**. A video is cached once its index row exists; a re-run plans only the
+videos no index row names (a finished cache: nothing to do). A task killed before its index commit leaves shards
+no index names (never read; rewritten under the same name when the re-run groups the same videos, else orphaned
+bytes: `summary.json` counts them as `orphan_shards`), and its videos are planned again — no frame is read twice
+or missing. A permanent decode failure (`pipeline.decode.status.PERMANENT`) is an index row with its reason (final);
+a transient one (`io_error`, `timeout`, a crashed decoder) writes nothing, so the next run tries it again.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.storage import OutputLayout
+from pipeline.tokenize.commit import keys_digest
+
+log = logging.getLogger(__name__)
+
+SHARD_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("row", pa.int32(), nullable=False),  # row r holds samples [r * frames_per_row, ...) of the video
+    pa.field("frames", pa.list_(pa.binary())),  # one blob per frame (pipeline/frames/codec.py)
+    pa.field("timestamps", pa.list_(pa.float64())),  # seconds since the video's first frame
+    pa.field("indices", pa.list_(pa.int64())),  # source frame indices (presentation order)
+])
+
+INDEX_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),  # ok | a permanent reason (pipeline/decode/status.py)
+    pa.field("message", pa.string()),
+    pa.field("source_size", pa.int64()),
+    pa.field("source_etag", pa.string()),
+    pa.field("source_mtime", pa.float64()),
+    pa.field("num_frames", pa.int32()),
+    pa.field("size", pa.int32()),  # square side of the frames
+    pa.field("format", pa.string()),  # zstd | jpeg
+    pa.field("frames_per_row", pa.int32()),
+    pa.field("timestamps", pa.list_(pa.float64())),
+    pa.field("indices", pa.list_(pa.int64())),
+    pa.field("shards", pa.list_(pa.string())),  # per row of frames: its shard (relative to the cache root)
+    pa.field("rows", pa.list_(pa.int32())),  # per row of frames: its row (= row group) in that shard
+    pa.field("committed_at", pa.float64()),
+])
+
+
+def shard_name(keys) -> str:
+    return f"shards/part-{keys_digest(keys)}.parquet"
+
+
+def index_name(sources) -> str:
+    return f"index/index-{keys_digest((s, 0) for s in sources)}.parquet"
+
+
+def write_shard(layout: OutputLayout, rows: list[dict]) -> str:
+    """Commit one shard of frame rows (dicts of SHARD_SCHEMA); returns its relative name."""
+    name = shard_name((r["source"], r["row"]) for r in rows)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SHARD_SCHEMA), buf, row_group_size=1, compression="none")
+    layout.write_bytes(name, buf.getvalue())
+    return name
+
+
+def write_index(layout: OutputLayout, rows: list[dict]) -> str:
+    """Commit the index rows (dicts of INDEX_SCHEMA) of a group of videos: the commit point of their frames."""
+    now = time.time()
+    name = index_name(r["source"] for r in rows)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{**r, "committed_at": now} for r in rows], schema=INDEX_SCHEMA), buf,
+                   compression="zstd")
+    layout.write_bytes(name, buf.getvalue())
+    return name
+
+
+@dataclass
+class CacheState:
+    """What committed index files say: cached videos (ok), final failures, and shards no index row names."""
+
+    done: set[str] = field(default_factory=set)  # sources with an index row (ok or a permanent failure)
+    ok: int = 0
+    frames: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> videos
+    duplicates: int = 0  # sources in two index rows (never written by the protocol; reported)
+    orphan_shards: int = 0
+
+
+def load_cache_state(layout: OutputLayout) -> CacheState:
+    """Read the key columns of every index file (and the shard listing, to count orphans)."""
+    st = CacheState()
+    named: set[str] = set()
+    for f in layout.list("index"):
+        t = layout.read_table(f, ["source", "status", "num_frames", "shards"])
+        for s, status, n, shards in zip(*(t.column(c).to_pylist() for c in ("source", "status", "num_frames",
+                                                                               "shards"))):
+            if s in st.done:
+                st.duplicates += 1
+                continue
+            st.done.add(s)
+            if status == "ok":
+                st.ok += 1
+                st.frames += n or 0
+                named.update(shards or ())
+            else:
+                st.failures[status] = st.failures.get(status, 0) + 1
+    root = layout.path("")
+    st.orphan_shards = sum(1 for f in layout.list("shards") if f[len(root):].lstrip("/") not in named)
+    if st.duplicates:
+        log.error("%d videos appear in more than one index row under %s", st.duplicates, layout.url)
+    return st
