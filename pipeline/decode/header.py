@@ -28,8 +28,9 @@ file hold; the block cache (``source.BlockCache``) makes that demux and the deco
 from __future__ import annotations
 
 import bisect
-import io
 from typing import Iterator
+
+from pipeline.decode.source import RangeFile
 
 KEEP_BYTES = 1 << 20  # real bytes kept at the start of the media data (the first frames), at least
 ALIGN_BYTES = 4 << 20  # ... up to the end of their read block (source.BLOCK_BYTES): that block is fetched anyway
@@ -60,12 +61,12 @@ def is_mp4(head: bytes) -> bool:
     return head[4:8] in MP4_BRANDS
 
 
-class HeaderView(io.RawIOBase):
+class HeaderView(RangeFile):
     """A seekable binary file over ``f`` (``size`` bytes) that reads the byte ranges in ``holes`` as zeros."""
 
     def __init__(self, f, size: int, holes: list[tuple[int, int]]):
-        super().__init__()
-        self.f, self.size, self.holes, self.pos = f, size, sorted(holes), 0
+        super().__init__(size)
+        self.f, self.holes = f, sorted(holes)
         self.starts = [h[0] for h in self.holes]
         self.real_end = self.starts[0] if holes else size  # bytes before the first hole are all real
 
@@ -84,32 +85,14 @@ class HeaderView(io.RawIOBase):
                     holes.append((start, min(pos + box, size)))
         return cls(f, size, holes)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self.pos = max(0, (0, self.pos, self.size)[whence] + offset)
-        return self.pos
-
     def close(self) -> None:
         if not self.closed:
             self.f.close()
         super().close()
 
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def read(self, n: int = -1) -> bytes:
-        end = self.size if n is None or n < 0 else min(self.size, self.pos + n)
-        parts, p = [], self.pos
+    def pread(self, offset: int, n: int) -> bytes:
+        end = min(self.size, offset + n)
+        parts, p = [], offset
         while p < end:
             i = bisect.bisect_right(self.starts, p) - 1  # the last hole starting at or before p
             if i >= 0 and p < self.holes[i][1]:
@@ -124,5 +107,4 @@ class HeaderView(io.RawIOBase):
                     p += len(got)
                     break
             p = q
-        self.pos = p
         return b"".join(parts)

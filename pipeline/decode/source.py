@@ -129,12 +129,17 @@ class BlockCache:
             self.where.clear()
 
 
-class CachedReader(io.RawIOBase):
-    """A seekable binary file over a :class:`BlockCache`, with its own read position."""
+class RangeFile(io.RawIOBase):
+    """A seekable, read-only binary file of ``size`` bytes: subclasses say how a byte range is read (``pread``); the
+    position, seeks and the rest of the ``io.RawIOBase`` protocol are written here once."""
 
-    def __init__(self, cache: BlockCache):
+    def __init__(self, size: int):
         super().__init__()
-        self.cache, self.pos = cache, 0
+        self.size, self.pos = size, 0
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset`` (fewer only where the data ends)."""
+        raise NotImplementedError
 
     def readable(self) -> bool:
         return True
@@ -146,21 +151,31 @@ class CachedReader(io.RawIOBase):
         return self.pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.cache.size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
         self.pos = max(0, base + offset)
         return self.pos
 
     def readinto(self, b) -> int:
-        data = self.cache.pread(self.pos, len(b))
+        data = self.read(len(b))
         b[: len(data)] = data
-        self.pos += len(data)
         return len(data)
 
-    def read(self, size: int = -1) -> bytes:
-        n = self.cache.size - self.pos if size is None or size < 0 else size
-        data = self.cache.pread(self.pos, n)
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self.pos)
+        data = self.pread(self.pos, left if n is None or n < 0 else min(n, left))
         self.pos += len(data)
         return data
+
+
+class CachedReader(RangeFile):
+    """A seekable binary file over a :class:`BlockCache`, with its own read position."""
+
+    def __init__(self, cache: BlockCache):
+        super().__init__(cache.size)
+        self.cache = cache
+
+    def pread(self, offset: int, n: int) -> bytes:
+        return self.cache.pread(offset, n)
 
 
 @dataclass
