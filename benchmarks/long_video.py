@@ -37,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from baseline import export_tree  # noqa: E402
 from proctree import descendants, kind, proc_kb  # noqa: E402
 
 
@@ -150,16 +151,6 @@ def read_windows(out: str) -> dict:
     return rows
 
 
-def _export(workdir: Path, ref: str) -> Path:
-    """An exported tree of commit ``ref`` (git archive: leaves the repository's state alone)."""
-    base = workdir / f"base-{ref}"
-    if not base.exists():
-        base.mkdir()
-        tar = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
-    return base
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=120.0)
@@ -185,7 +176,7 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if args.decode_only:
-        base = _export(workdir, args.baseline) if args.baseline else None
+        base = export_tree(workdir, args.baseline) if args.baseline else None
         rows = []
         for minutes in (args.short_minutes, args.minutes):
             video = make_video(workdir, minutes, args.decode_only, args.container)
@@ -210,7 +201,7 @@ def main() -> None:
               "long_over_short_pss": round(results[1]["peak_pss_sum_mb"] / results[0]["peak_pss_sum_mb"], 3),
               "load_average_end": os.getloadavg()}
     if args.baseline:
-        base = _export(workdir, args.baseline)
+        base = export_tree(workdir, args.baseline)
         # REF with the backend `auto` picks now (REF's auto was decord)
         results.append(run_job(base, short, root, f"short_at_{args.baseline}", args.size, args.stride,
                                ("decode.backend=pyav", *extra)))

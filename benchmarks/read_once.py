@@ -31,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from baseline import export_tree  # noqa: E402
 
 CORPUS = {  # name: ffmpeg output arguments
     "h264_moov_end.mp4": ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", "60"],
@@ -57,15 +59,6 @@ def ffmpeg(out: Path, seconds: float, args: list[str], wh: str = "1280x720") -> 
                        check=True)
         tmp.rename(out)
     return out
-
-
-def export(workdir: Path, ref: str) -> Path:
-    base = workdir / f"base-{ref}"
-    if not base.exists():
-        base.mkdir()
-        tar = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
-    return base
 
 
 def moto() -> tuple[subprocess.Popen, str]:
@@ -167,7 +160,7 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if not args.skip_inputs:
-        codes = {f"before ({args.baseline})": export(workdir, args.baseline), "after (this checkout)": REPO}
+        codes = {f"before ({args.baseline})": export_tree(workdir, args.baseline), "after (this checkout)": REPO}
         bytes_per_input(workdir, args.seconds, args.train_seconds, args.runs, codes)
     if not args.skip_index:
         index_long_mp4(workdir, args.minutes, args.runs)
