@@ -217,7 +217,8 @@ class RayLogs:
         if write_bytes is None:
             if not self.console and os.path.getsize(self.path):
                 log.info("Ray's own output of this run: %s", self.path)
-            return
+                return
+            write_bytes = lambda data: None  # noqa: E731  (nothing to keep: the empty file goes below)
         try:
             data = self.read()
             if data.strip():
