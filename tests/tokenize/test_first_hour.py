@@ -169,3 +169,28 @@ def test_first_hour_limit_is_partial_and_corpora_do_not_merge(tmp_path):
     assert "the crop dropped 25.6 % of their pixels" in (out / "README.md").read_text()
     record = json.loads((out / "_job.json").read_text())
     assert record["kind"] == "tokenize" and [i["url"] for i in record["inputs"]] == [str(tmp_path / "in")]
+
+
+def test_first_hour_training_and_export_refuse_foreign_folders(tmp_path, capsys):
+    """A training run dir and an export folder that hold the user's files are refused before anything starts (no
+    Ray, no checkpoint read), and the files stay as they were."""
+    from pipeline.config import ConfigError, load_config
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.run import run_training
+    from vidtok.export import ExportConfig
+
+    run_dir = tmp_path / "runs" / "mine"
+    files = _user_folder(run_dir)
+    cfg = load_config(TrainConfig, None, [f"output={tmp_path / 'runs'}", "name=mine"])
+    with pytest.raises(ConfigError, match="is not an output of this project"):
+        run_training(cfg)
+    assert _snapshot(run_dir) == files
+
+    out = tmp_path / "export"
+    files = _user_folder(out)
+    export_main = runpy.run_path(str(REPO / "jobs" / "export.py"), run_name="first_hour")["main"]
+    code = run_job(ExportConfig, None, export_main, "", ["preset=vidtok_fsq_causal_488_32768_tiny",
+                                                         f"checkpoint={tmp_path / 'none.ckpt'}", f"output={out}"])
+    err = capsys.readouterr().err
+    assert code == CONFIG and "is not an output of this project" in err, err
+    assert _snapshot(out) == files
