@@ -1,30 +1,15 @@
-"""Export token shards as WebDataset tar shards: one sample per window (`<clip_id>.tokens.npy` + `<clip_id>.json`).
+"""Export token shards as WebDataset tar shards.
 
-    python jobs/export_webdataset.py                                    # out/tokens_demo -> out/tokens_demo/webdataset
-    python jobs/export_webdataset.py tokens=s3://b/tokens output=s3://b/tokens-wds
+    python jobs/export_webdataset.py --help       # usage, and every key with its default and meaning
+    python jobs/export_webdataset.py key=value ...
 
-One tar per token shard, named after it and skipped when it exists: re-running after a resumed tokenize run exports
-only the new shards, never a sample twice. Format and rules: pipeline/tokenize/webdataset.py.
+The job lives in the library (`pipeline/entrypoints.py`, also the console command); this file is what
+`ray job submit --working-dir . -- python jobs/export_webdataset.py ...` runs.
 """
 
-from __future__ import annotations
-
-import json
 import sys
-from pathlib import Path
 
-from pipeline.cli import run_job
-from pipeline.tokenize.webdataset import WebDatasetExportConfig
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "export_webdataset.yaml"
-
-
-def main(cfg: WebDatasetExportConfig) -> int:
-    from pipeline.tokenize.webdataset import export_webdataset
-
-    print(json.dumps(export_webdataset(cfg), indent=2))
-    return 0
-
+from pipeline.entrypoints import export_webdataset
 
 if __name__ == "__main__":
-    sys.exit(run_job(WebDatasetExportConfig, DEFAULT_CONFIG, main, __doc__))
+    sys.exit(export_webdataset())

@@ -1,24 +1,15 @@
-"""Decode chosen token windows back to video: an mp4 (input | reconstruction) and a PNG grid per clip.
+"""Decode chosen token windows back to video (mp4 + PNG grid per clip).
 
-    python jobs/reconstruct.py                                   # first 2 windows of out/tokens_demo
-    python jobs/reconstruct.py tokens=s3://b/tokens clips='[<clip_id>,<clip_id>]' checkpoint=/ckpt/x.ckpt
+    python jobs/reconstruct.py --help       # usage, and every key with its default and meaning
+    python jobs/reconstruct.py key=value ...
+
+The job lives in the library (`pipeline/entrypoints.py`, also the console command); this file is what
+`ray job submit --working-dir . -- python jobs/reconstruct.py ...` runs.
 """
 
-from __future__ import annotations
-
-import json
 import sys
 
-from pipeline.cli import run_job
-from pipeline.tokenize.reconstruct import ReconstructConfig
-
-
-def main(cfg: ReconstructConfig) -> int:
-    from pipeline.tokenize.reconstruct import run_reconstruct
-
-    print(json.dumps(run_reconstruct(cfg), indent=2))
-    return 0
-
+from pipeline.entrypoints import reconstruct
 
 if __name__ == "__main__":
-    sys.exit(run_job(ReconstructConfig, None, main, __doc__))
+    sys.exit(reconstruct())

@@ -82,13 +82,9 @@ def spec_dir() -> Path:
 _RAY_STARTED_HERE = {"flag": False}
 
 
-@pytest.fixture
-def ray_local():
-    """A private local Ray (4 logical CPUs, 512 MiB object store) shared by the tests of one session.
-
-    Tests that need their own cluster (`ray.cluster_utils.Cluster`) call `ray.shutdown()` first and after; the next
-    test that asks for `ray_local` starts a fresh one.
-    """
+def _ensure_local_ray():
+    """The session's private local Ray (4 logical CPUs, 512 MiB object store), started on first use and shut down
+    at the session's end (`pytest_sessionfinish`)."""
     import ray
 
     from pipeline.ray_utils import init_ray
@@ -96,16 +92,33 @@ def ray_local():
     if not ray.is_initialized():
         init_ray("local", num_cpus=4, object_store_memory=512 << 20)
         _RAY_STARTED_HERE["flag"] = True
-    yield ray
+    return ray
+
+
+@pytest.fixture
+def ray_local():
+    """The session's private local Ray, shared by the tests of one session (one start, not one per test).
+
+    Tests that need their own cluster (`ray.cluster_utils.Cluster`) call `ray.shutdown()` first and after; the next
+    test that asks for `ray_local` starts a fresh one.
+    """
+    yield _ensure_local_ray()
+
+
+@pytest.fixture(scope="module")
+def ray_local_module():
+    """The same Ray for module-scoped fixtures (a run shared by a module's tests)."""
+    yield _ensure_local_ray()
 
 
 def pytest_collection_modifyitems(config, items):
-    """Markers by what a test needs: `ray` for every test that starts or joins a Ray (its fixture or a job run);
+    """Markers by what a test needs: `ray` for every test that starts or joins a Ray (a `ray_local*` fixture anywhere in
+    its fixture closure, or the marker for a job run in a subprocess);
     `gpu` tests skip where CUDA is absent (CI never has a GPU)."""
     import torch
 
     for item in items:
-        if "ray_local" in getattr(item, "fixturenames", ()) or item.get_closest_marker("ray"):
+        if any(f.startswith("ray_local") for f in getattr(item, "fixturenames", ())) or item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.ray)
         if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))

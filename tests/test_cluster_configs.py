@@ -3,18 +3,15 @@
 Nothing here talks to a cloud. The launcher YAML goes through the JSON schema shipped inside the installed `ray`
 package and the same preparation `ray up` runs before it calls AWS; the KubeRay manifests are checked for the fields
 their CRDs require; every job command in `cluster/README.md` and in the RayJob entrypoints must name an existing job
-file and only config keys its YAML config has, so the guide cannot drift from the code.
+file and only keys of that job's schema, so the guide cannot drift from the code.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
-import importlib
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -24,7 +21,8 @@ import ray.autoscaler
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from pipeline.config import load_config
+from pipeline.config import describe, load_config
+from pipeline.entrypoints import COMMANDS, default_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -283,13 +281,9 @@ def _job_commands() -> list[tuple[str, str]]:
     return found
 
 
-def _has_key(tree, dotted: str) -> bool:
-    node = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+def _schema_keys(stem: str) -> set[str]:
+    """Every key a job accepts (its schema's leaves: `input`, `decode.fps`, ...)."""
+    return {key for key, *_ in describe(_job_schema(stem))}
 
 
 def _check_job_command(command: str) -> tuple[str, list[str]]:
@@ -300,10 +294,9 @@ def _check_job_command(command: str) -> tuple[str, list[str]]:
     problems = []
     if not (REPO / "jobs" / f"{stem}.py").exists():
         problems.append(f"jobs/{stem}.py does not exist")
-    config_path = REPO / "jobs" / "configs" / f"{stem}.yaml"
-    if not config_path.exists():
-        return stem, problems + [f"jobs/configs/{stem}.yaml does not exist, so its keys cannot be checked"]
-    config = yaml.safe_load(config_path.read_text()) or {}
+    if stem not in COMMANDS:
+        return stem, problems + [f"{stem} is not a job of pipeline.entrypoints.COMMANDS, so its keys cannot be checked"]
+    keys = _schema_keys(stem)
     for tok in tokens[idx + 1:]:
         if tok.startswith("-") or tok in ("&&", ";", "|"):
             break
@@ -314,20 +307,14 @@ def _check_job_command(command: str) -> tuple[str, list[str]]:
             problems.append(f"argument {tok!r} is not a key=value override")
         elif key == "config":
             continue
-        elif not _has_key(config, key):
-            problems.append(f"override key {key!r} is not in jobs/configs/{stem}.yaml")
+        elif key not in keys:
+            problems.append(f"override key {key!r} is not a key of {stem}'s schema ({COMMANDS[stem].schema})")
     return stem, problems
 
 
 def _job_schema(stem: str):
-    """The dataclass a job passes to `run_job(Schema, ...)`, found by reading the job file (jobs stay thin: one call)."""
-    tree = ast.parse((REPO / "jobs" / f"{stem}.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "run_job"]
-    assert calls and isinstance(calls[0].args[0], ast.Name), f"jobs/{stem}.py does not call run_job(Schema, ...)"
-    name = calls[0].args[0].id
-    module = next(n.module for n in ast.walk(tree)
-                  if isinstance(n, ast.ImportFrom) and any(a.name == name for a in n.names))
-    return getattr(importlib.import_module(module), name)
+    """The dataclass a job's keys load into (`pipeline.entrypoints.COMMANDS`)."""
+    return COMMANDS[stem].load_schema()
 
 
 def test_guide_shows_every_stage():
@@ -358,7 +345,7 @@ def test_guide_job_command_loads_with_the_jobs_schema(where, command):
     idx = next(i for i, t in enumerate(tokens) if t.endswith(f"jobs/{stem}.py"))
     overrides = [t for t in tokens[idx + 1:] if "=" in t]
     try:
-        load_config(_job_schema(stem), REPO / "jobs" / "configs" / f"{stem}.yaml", overrides)
+        load_config(_job_schema(stem), default_yaml(stem), overrides)
     except (ValueError, TypeError) as e:  # ConfigError and __post_init__ errors name the key and the fix
         pytest.fail(f"{where}\n  {command}\n  {type(e).__name__}: {e}")
 
@@ -376,12 +363,8 @@ def test_guide_ray_commands_name_existing_files():
         assert " -- python jobs/" in line, line
 
 
-def test_job_command_checker_catches_a_bad_key(tmp_path, monkeypatch):
-    """The command checker reports a key the job's config does not have and a job file that does not exist."""
-    (tmp_path / "jobs" / "configs").mkdir(parents=True)
-    (tmp_path / "jobs" / "demo.py").write_text("")
-    (tmp_path / "jobs" / "configs" / "demo.yaml").write_text("input: ''\ndecode:\n  fps: 3.0\n")
-    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    assert _check_job_command("python jobs/demo.py input=s3://b/x decode.fps=2")[1] == []
-    assert "decode.size" in " ".join(_check_job_command("python jobs/demo.py decode.size=128")[1])
+def test_job_command_checker_catches_a_bad_key():
+    """The command checker reports a key the job's schema does not have and a job file that does not exist."""
+    assert _check_job_command("python jobs/tokenize_corpus.py input=s3://b/x decode.fps=2")[1] == []
+    assert "decode.sizes" in " ".join(_check_job_command("python jobs/tokenize_corpus.py decode.sizes=128")[1])
     assert "does not exist" in " ".join(_check_job_command("python jobs/nope.py input=x")[1])

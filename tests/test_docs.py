@@ -21,6 +21,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from pipeline.entrypoints import COMMANDS
 from tests.test_cluster_configs import _job_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ _ISSUE = re.compile(r"\b[Ii]ssues?[ -]#?\d|\bthe (?:\w+ )?issue(?:'s)?\b")
 
 
 def _expand(ref: str) -> list[str]:
-    """`jobs/configs/train_stage{1,2}.yaml` -> both names; a group without a comma (`jobs/{job}.py`, an f-string
+    """`jobs/train_stage{1,2}.py` -> both names; a group without a comma (`jobs/{job}.py`, an f-string
     field) -> a glob."""
     m = re.search(r"\{([^{}]*)\}", ref)
     if not m:
@@ -147,9 +148,9 @@ def _lookup(tree, dotted: str):
 
 
 def _job_defaults() -> dict[str, dict]:
-    """{job stem: the schema's defaults as plain data} for every job that calls run_job(Schema, ...)."""
-    return {p.stem: OmegaConf.to_container(OmegaConf.structured(_job_schema(p.stem)), throw_on_missing=False)
-            for p in sorted((REPO / "jobs").glob("*.py"))}
+    """{job: the schema's defaults as plain data} for every job of `pipeline.entrypoints.COMMANDS`."""
+    return {job: OmegaConf.to_container(OmegaConf.structured(_job_schema(job)), throw_on_missing=False)
+            for job in sorted(COMMANDS)}
 
 
 def default_problems(statements: list[tuple[str, object]], defaults: dict[str, dict]) -> list[str]:

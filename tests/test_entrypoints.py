@@ -1,5 +1,5 @@
-"""Console commands (`[project.scripts]`): each names a job file that exists, runs it with `--help`, and — after
-`pip install -e .` — is an installed executable that answers `--help` too."""
+"""Console commands (`[project.scripts]`): one per job of `pipeline.entrypoints.COMMANDS` and per job file, each
+answers `--help`, and — after `pip install -e .` — is an installed executable that answers `--help` too."""
 
 from __future__ import annotations
 
@@ -12,14 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.entrypoints import COMMANDS
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 
 
 def test_entrypoints_cover_every_job():
-    """One command per job file, and each points at a function of pipeline.entrypoints."""
+    """One command per job file and per library job, and each points at a function of pipeline.entrypoints; a job
+    file only calls its library job (the jobs folder is not needed by an installed package)."""
     jobs = sorted(p.stem for p in (REPO / "jobs").glob("*.py"))
-    assert len(SCRIPTS) == len(jobs) == 8
+    assert len(SCRIPTS) == len(jobs) == 8 and sorted(COMMANDS) == jobs
+    for job in jobs:
+        assert "from pipeline.entrypoints import" in (REPO / "jobs" / f"{job}.py").read_text(), job
     module = importlib.import_module("pipeline.entrypoints")
     for name, target in SCRIPTS.items():
         mod, fn = target.split(":")
@@ -28,7 +33,7 @@ def test_entrypoints_cover_every_job():
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_entrypoints_function_runs_the_job_help(name):
-    """The command's function runs its job file: `--help` prints the job's docstring and keys, exit 0."""
+    """The command's function runs its library job: `--help` prints the job's docstring and keys, exit 0."""
     fn = SCRIPTS[name].split(":")[1]
     code = f"import sys; sys.argv = [{name!r}, '--help']; from pipeline.entrypoints import {fn}; sys.exit({fn}())"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from pipeline import storage
+from pipeline.retry import RetryPolicy
 from pipeline.storage import OutputLayout, is_remote, join, local_copy, read_text, url_to_fs, write_bytes
 
 
@@ -29,8 +30,8 @@ def test_storage_write_bytes_is_atomic_locally(tmp_path, monkeypatch):
         raise OSError("disk gone")
 
     monkeypatch.setattr(storage.os, "replace", boom)
-    with pytest.raises(OSError, match="disk gone"):
-        write_bytes(str(target), b"new")
+    with pytest.raises(OSError, match="disk gone"):  # an OSError counts as transient: retried once, at once
+        write_bytes(str(target), b"new", retry=RetryPolicy(attempts=2, base_s=0))
     monkeypatch.undo()
     assert target.read_bytes() == b"old" and os.listdir(target.parent) == ["f.json"]
     write_bytes(str(target), b"new")

@@ -1,6 +1,6 @@
 """The evaluation job (`jobs/evaluate.py`): reconstruction quality of a checkpoint over a set of videos.
 
-The paper's protocol (spec §13.2) with `jobs/configs/evaluate.yaml`: frames sampled at 30 FPS, split into consecutive
+The paper's protocol (spec §13.2) with `pipeline/configs/evaluate.yaml`: frames sampled at 30 FPS, split into consecutive
 non-overlapping clips of 17 (causal) / 16 (non-causal) frames at 256×256, the last partial clip padded by repeating
 its last frame (`decode.tail: pad`); PSNR / SSIM / LPIPS as exact means over all frames, and with `i3d_path=` one FVD
 over every clip of the set (features are collected in the same pass as the other metrics). Per-video values are
@@ -40,7 +40,7 @@ DEFAULT_SIZE = 256  # decode.size when null: the paper's 256 x 256
 
 @dataclass
 class EvaluateConfig:
-    """`jobs/evaluate.py` settings; the paper's protocol is in jobs/configs/evaluate.yaml (decode.fps 30, tail pad)."""
+    """`jobs/evaluate.py` settings; the paper's protocol is pipeline/configs/evaluate.yaml (decode.fps 30, tail pad)."""
 
     input: str = ""  # folder / prefix / manifest of videos; "" = the sample corpus under runs/
     checkpoint: str = ""  # official .ckpt or an export of this project; "" = latest export under runs/<preset>_stage*

@@ -1,7 +1,7 @@
 """Configuration schema of the main job `jobs/tokenize_corpus.py` (corpus -> Parquet token shards).
 
 Loaded with `pipeline.config.load_config(TokenizeJobConfig, yaml, overrides)`: defaults here <-
-`jobs/configs/tokenize_corpus.yaml` <- `key=value` overrides. Top-level `input`, `output`, `preset`, `checkpoint` are
+a YAML file given as `config=…` <- `key=value` overrides (the job has no YAML of its own: its defaults are these). Top-level `input`, `output`, `preset`, `checkpoint` are
 the keys users set most; sections group the rest: `decode.*` is `pipeline.decode.DecodeConfig` (the same keys in every
 job), `decode_task.*`, `storage.*` and `ray.*` are the shared sections of `pipeline.config`. Every field is validated in
 `__post_init__` with a message that names the key and the fix. `None` means "the default of whoever uses it", never a

@@ -47,18 +47,6 @@ def baseline(corpus, s3_server, ray_local_module):
     return _read(s3_server, corpus["bucket"], "clean")
 
 
-@pytest.fixture(scope="module")
-def ray_local_module():
-    import ray
-
-    from pipeline.ray_utils import init_ray
-
-    started = init_ray("local", num_cpus=4, object_store_memory=512 << 20) if not ray.is_initialized() else False
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 def _creds(endpoint: str) -> list[str]:
     return [f"storage.endpoint_url={endpoint}", "storage.key=testing", "storage.secret=testing"]
 

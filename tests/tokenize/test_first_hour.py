@@ -8,27 +8,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.cli import run_job
+from pipeline.entrypoints import run_command
 from pipeline.errors import CONFIG, RAY_START
-from pipeline.tokenize.config import TokenizeJobConfig
 from tests.conftest import start_moto, stop_moto
 from tests.tokenize.helpers import CLIPS, FAST, make_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "jobs" / "tokenize_corpus.py"
-MAIN = runpy.run_path(str(JOB), run_name="first_hour")["main"]
 
 
 def _job(capsys, *args: str) -> tuple[int, str]:
     """Run the tokenize job in this process (what `python jobs/tokenize_corpus.py ARGS` does): (exit code, stderr)."""
-    code = run_job(TokenizeJobConfig, REPO / "jobs" / "configs" / "tokenize_corpus.yaml", MAIN, "", list(args))
+    code = run_command("tokenize_corpus", list(args))
     return code, capsys.readouterr().err
 
 
@@ -177,7 +174,6 @@ def test_first_hour_training_and_export_refuse_foreign_folders(tmp_path, capsys)
     from pipeline.config import ConfigError, load_config
     from pipeline.train.config import TrainConfig
     from pipeline.train.run import run_training
-    from vidtok.export import ExportConfig
 
     run_dir = tmp_path / "runs" / "mine"
     files = _user_folder(run_dir)
@@ -188,9 +184,8 @@ def test_first_hour_training_and_export_refuse_foreign_folders(tmp_path, capsys)
 
     out = tmp_path / "export"
     files = _user_folder(out)
-    export_main = runpy.run_path(str(REPO / "jobs" / "export.py"), run_name="first_hour")["main"]
-    code = run_job(ExportConfig, None, export_main, "", ["preset=vidtok_fsq_causal_488_32768_tiny",
-                                                         f"checkpoint={tmp_path / 'none.ckpt'}", f"output={out}"])
+    code = run_command("export", ["preset=vidtok_fsq_causal_488_32768_tiny", f"checkpoint={tmp_path / 'none.ckpt'}",
+                                  f"output={out}"])
     err = capsys.readouterr().err
     assert code == CONFIG and "is not an output of this project" in err, err
     assert _snapshot(out) == files

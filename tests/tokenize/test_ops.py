@@ -40,17 +40,10 @@ class _Lines(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, ray_local_module):
     """One tokenize run over two clips and a broken file: (input dir, output dir, summary, progress log lines)."""
-    import ray
-
-    from pipeline.ray_utils import init_ray
     from pipeline.tokenize.run import run_tokenize
-    from tests import conftest
 
-    if not ray.is_initialized():  # the session's private local Ray (tests/conftest.py: ray_local)
-        init_ray("local", num_cpus=4, object_store_memory=512 << 20)
-        conftest._RAY_STARTED_HERE["flag"] = True
     base = tmp_path_factory.mktemp("ops")
     make_corpus(base / "in", clips=CLIPS[:2])
     (base / "in" / "broken.mp4").write_bytes(b"not a video" * 100)

@@ -7,7 +7,6 @@ without it (CI installs the `interop` extra).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -104,19 +103,11 @@ def test_diffusers_refusal_covers_every_v10_preset_only():
     assert "trilinear" in diffusers_refusal(nearest)
 
 
-def _job():
-    spec = importlib.util.spec_from_file_location("export_job", REPO / "jobs" / "export.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _run(argv: list[str]) -> int:
-    """The job as its __main__ runs it (pipeline.cli.run_job), in this process."""
-    from pipeline.cli import run_job
-    from vidtok.export import ExportConfig
+    """The job as `python jobs/export.py` runs it (pipeline.entrypoints.run_command), in this process."""
+    from pipeline.entrypoints import run_command
 
-    return run_job(ExportConfig, None, _job().main, argv=argv)
+    return run_command("export", argv)
 
 
 def test_export_job_writes_files_and_config(tmp_path, capsys):
