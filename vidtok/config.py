@@ -191,6 +191,24 @@ class VidTokConfig:
     def spatial_factor(self) -> int:
         return 2 ** len(self.encoder_spatial_levels())
 
+    def latent_shape(self, T: int, H: int, W: int) -> tuple[int, int, int]:
+        """Latent (t, h, w) for an input of T x H x W frames (§6 frame-count rule, §9 tiled count): arithmetic on
+        the config, so a job asks it without building a model."""
+        tdf = self.time_downsample_factor
+        if self.family == "causal_v1_0":
+            t = (T if T % tdf == 0 else T + tdf - 1) // tdf
+        elif self.family == "causal_v1_1":
+            if self.use_tiling:
+                t = sum(-(-(e - s) // tdf) for s, e in build_chunk_start_end(T, self.t_chunk_enc))
+            else:
+                t = -(-T // tdf)
+        else:
+            t = T // tdf
+        h, w = H, W
+        for _ in self.encoder_spatial_levels():
+            h, w = h // 2, w // 2
+        return t, h, w
+
     @property
     def codebook_size(self) -> Optional[int]:
         return math.prod(self.levels) if self.regularizer == "fsq" else None
@@ -252,3 +270,15 @@ class VidTokConfig:
             if key in params:
                 kw[key] = params[key]
         return cls(**kw)
+
+
+def build_chunk_start_end(t: int, step: int) -> list[tuple[int, int]]:
+    """[(0, 1), (1, 1+step), ...] covering [0, t); e.g. t=33, step=8 -> (0,1),(1,9),(9,17),(17,25),(25,33)."""
+    if step < 1:
+        raise ValueError(f"chunk step must be >= 1, found {step}; set t_chunk_enc >= time_downsample_factor")
+    chunks = [(0, 1)]
+    start = 1
+    while start < t:
+        chunks.append((start, min(t, start + step)))
+        start += step
+    return chunks

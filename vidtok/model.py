@@ -169,22 +169,8 @@ class VidTok(nn.Module):
         self.config = self.config.replace(use_overlap=bool(value))
 
     def latent_shape(self, T: int, H: int, W: int) -> tuple[int, int, int]:
-        """Latent (t, h, w) for an input of T x H x W frames (§6 frame-count rule, §9 tiled count)."""
-        tdf = self.time_downsample_factor
-        if self.config.family == "causal_v1_0":
-            t = (T if T % tdf == 0 else T + tdf - 1) // tdf
-        elif self.config.family == "causal_v1_1":
-            if self.use_tiling:
-                chunks = tiling.build_chunk_start_end(T, self.t_chunk_enc)
-                t = sum(-(-(e - s) // tdf) for s, e in chunks)
-            else:
-                t = -(-T // tdf)
-        else:
-            t = T // tdf
-        h, w = H, W
-        for _ in self.config.encoder_spatial_levels():
-            h, w = h // 2, w // 2
-        return t, h, w
+        """Latent (t, h, w) for an input of T x H x W frames (`VidTokConfig.latent_shape`)."""
+        return self.config.latent_shape(T, H, W)
 
     def get_last_layer(self) -> torch.Tensor:
         """Decoder conv_out weight, used by the adaptive GAN weight (§5.1, §11.2)."""

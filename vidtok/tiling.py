@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vidtok.config import build_chunk_start_end  # noqa: F401  (pure arithmetic, torch-free: lives with the config)
 from vidtok.modules.causal_ops import CausalConv1d, CausalConv3d, StreamingState
 
 # §9 tile_decode step 1: (submodule path inside the decoder, cache_offset), applied in order after "all -> 1".
@@ -27,18 +28,6 @@ CACHE_OFFSET_TABLE: dict[int, list[tuple[str, int]]] = {
         ("up_temporal.2.upsample", 4), ("up_temporal.1", 4),
         ("up_temporal.1.upsample", 8), ("up_temporal.0", 8), ("conv_out", 8)],
 }
-
-
-def build_chunk_start_end(t: int, step: int) -> list[tuple[int, int]]:
-    """[(0, 1), (1, 1+step), ...] covering [0, t); e.g. t=33, step=8 -> (0,1),(1,9),(9,17),(17,25),(25,33)."""
-    if step < 1:
-        raise ValueError(f"chunk step must be >= 1, found {step}; set t_chunk_enc >= time_downsample_factor")
-    chunks = [(0, 1)]
-    start = 1
-    while start < t:
-        chunks.append((start, min(t, start + step)))
-        start += step
-    return chunks
 
 
 def streaming_modules(module: nn.Module) -> list[StreamingState]:

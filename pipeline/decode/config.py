@@ -18,6 +18,7 @@ from .windows import TAIL_POLICIES, WindowPlan, plan_pieces, plan_windows
 BACKENDS = ("auto", "decord", "pyav")
 DEVICES = ("cpu", "cuda")
 LIBRARY_NUM_FRAMES = 17  # a causal VidTok window; what `decode_windows` cuts when nobody says otherwise
+MODEL_SIZE = 256  # decode.size when null for tokenizing and evaluating: VidTok's 256 x 256 windows
 
 
 @dataclass
@@ -97,6 +98,12 @@ class DecodeConfig:
     def output_sizes(self) -> list[tuple[int, int]]:
         """Every (h, w) decoded frames can have: the buckets, or the one size."""
         return list(self.buckets) if self.buckets else [self.output_hw()]
+
+    def for_model(self, model) -> "DecodeConfig":
+        """These settings resolved for a VidTok model (a `vidtok.VidTokConfig`, pure arithmetic: no model is built):
+        its window length where `num_frames` is null, `MODEL_SIZE` where `size` is, the stride where it is."""
+        out = self.resolved(num_frames=model.default_num_frames, size=MODEL_SIZE)
+        return out.resolved(stride=out.window_stride)
 
     def resolved(self, *, num_frames: int | None = None, size: Any = None, **changes) -> "DecodeConfig":
         """A copy with every `None` that the caller knows filled in (`num_frames`, `size`) plus `changes`."""

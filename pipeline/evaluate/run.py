@@ -31,11 +31,11 @@ from pipeline.inputs import list_urls
 from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.storage import local_copy, write_bytes
 from vidtok import VidTok
+from vidtok.presets import preset_config
 from vidtok.losses import build_lpips
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIZE = 256  # decode.size when null: the paper's 256 x 256
 
 
 @dataclass
@@ -81,8 +81,7 @@ def default_checkpoint(preset: str, runs: str = "runs") -> str:
 
 def protocol_decode(cfg: EvaluateConfig) -> DecodeConfig:
     """`cfg.decode` with the model's window length and the paper's 256 filled in where they are null."""
-    num_frames = VidTok.from_config(cfg.preset, ch=8).default_num_frames  # 8 channels: the structure, cheaply
-    return cfg.decode.resolved(num_frames=num_frames, size=DEFAULT_SIZE)
+    return cfg.decode.for_model(preset_config(cfg.preset))
 
 
 class VideoEvaluator:

@@ -18,7 +18,6 @@ from pipeline.decode import DecodeConfig
 from pipeline.decode.status import IO_ERROR, REASONS
 from pipeline.retry import RetryPolicy
 
-DEFAULT_SIZE = 256  # decode.size when null: VidTok's 256 x 256 windows
 
 
 def _check(cond: bool, msg: str) -> None:

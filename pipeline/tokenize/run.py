@@ -42,13 +42,13 @@ from pipeline.tokenize.card import write_card
 from pipeline.tokenize.commit import (
     Plan, load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
 )
-from pipeline.tokenize.config import DEFAULT_SIZE, TokenizeJobConfig
+from pipeline.tokenize.config import TokenizeJobConfig
 from pipeline.tokenize.machine import MachineBroken, find_cause
 from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
 from pipeline.tokenize.nodes import RunNodes
 from pipeline.tokenize.stages import build_dataset
-from vidtok import VidTok
+from vidtok.presets import preset_config
 from vidtok.accel import COMPILE_MODES
 
 log = logging.getLogger(__name__)
@@ -192,13 +192,12 @@ def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]
     the full-width model."""
     if cfg.tokenizer.compile is not None and cfg.tokenizer.compile not in COMPILE_MODES:
         raise ConfigError(f"tokenizer.compile={cfg.tokenizer.compile!r}: use null (eager) or one of {COMPILE_MODES}")
-    probe = VidTok.from_config(cfg.preset, ch=8)  # same structure, 8 channels: cheap on the driver
-    decode = cfg.decode.resolved(num_frames=probe.default_num_frames, size=DEFAULT_SIZE)
-    decode = decode.resolved(stride=decode.window_stride)
-    if decode.whole_clip and not probe.is_v1_1:
+    model = preset_config(cfg.preset)  # the structure's arithmetic: no model is built on the driver
+    decode = cfg.decode.for_model(model)
+    if decode.whole_clip and model.family != "causal_v1_1":
         raise ConfigError(f"decode.whole_clip=true needs a causal v1.1 preset (any length, chunked inference); "
-                          f"{cfg.preset} is {probe.config.family}: use e.g. vidtok_fsq_causal_488_32768_v1_1 or drop it")
-    sf = probe.spatial_factor
+                          f"{cfg.preset} is {model.family}: use e.g. vidtok_fsq_causal_488_32768_v1_1 or drop it")
+    sf = model.spatial_factor
     key = "decode.buckets" if decode.buckets else "decode.size"
     for h, w in decode.output_sizes():
         if h % sf or w % sf:
@@ -206,10 +205,10 @@ def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]
                               f"its spatial factor {sf} (e.g. [{max(sf, h // sf * sf)}, {max(sf, w // sf * sf)}])")
     h, w = max(decode.output_sizes(), key=lambda hw: hw[0] * hw[1])  # the largest rows size the shards
     if decode.whole_clip:
-        probe.use_tiling, probe.t_chunk_enc = True, 16
-    t, lh, lw = probe.latent_shape(decode.max_frames if decode.whole_clip else decode.num_frames, h, w)
-    kind = probe.regularizer_kind
-    shape = (t, lh, lw) if kind == "fsq" else (probe.config.z_channels, t, lh, lw)
+        model = model.replace(use_tiling=True, t_chunk_enc=16)
+    t, lh, lw = model.latent_shape(decode.max_frames if decode.whole_clip else decode.num_frames, h, w)
+    kind = model.regularizer
+    shape = (t, lh, lw) if kind == "fsq" else (model.z_channels, t, lh, lw)
     return kind, decode, shape, kind != "fsq"
 
 

@@ -11,6 +11,7 @@ import torch
 
 from vidtok import VidTok
 from vidtok.modules.fsq import FSQRegularizer
+from vidtok.presets import preset_config
 
 torch.set_num_threads(2)
 
@@ -132,7 +133,7 @@ def test_latent_shape_matches_encode_and_reconstruct_keeps_size(preset, T):
     with torch.no_grad():
         enc = model.encode(x)
         rec = model.reconstruct(x)
-    assert tuple(enc.latents.shape[2:]) == model.latent_shape(T, 32, 32)
+    assert tuple(enc.latents.shape[2:]) == model.latent_shape(T, 32, 32) == preset_config(preset).latent_shape(T, 32, 32)
     assert enc.latents.shape[1] == model.config.z_channels
     assert rec.shape == x.shape
 
