@@ -190,48 +190,31 @@ class RayConfig:
     #                             lines) on the console; false = only in <output>/_logs/<run>.log
 
 
-MAX_INPUTS_PER_TASK = 256  # auto-sized decode tasks: a retried task redoes at most this many inputs
-UNSIZED_INPUTS_PER_TASK = 8  # auto-sized decode tasks when no input size is known (a manifest without sizes)
-
-
 @dataclass
 class DecodeTaskConfig:
-    """What one Ray decode task reserves and how much work it takes (the decode settings are `decode.*`)."""
+    """What one Ray decode task reserves (`decode_task.*` of every job that decodes in Ray tasks: tokenize, training,
+    the frames cache; the decode settings are `decode.*`). How much work a task takes is the job's own key (the
+    tokenize job's `TokenizeDecodeTaskConfig`, the frames cache's `videos_per_task`; training: one item each)."""
 
     num_cpus: float = 1.0  # CPUs reserved per decode task
-    inputs_per_task: Optional[int] = None  # inputs per decode task (one Ray task, one status commit); null = sized
-    #                           by task_mb of input bytes (see `inputs_for`); memory is per input, not per task
-    task_mb: int = 256  # input bytes per decode task when inputs_per_task is null: a Ray task costs ~20-50 ms, a 1-s
-    #                     clip decodes in ~2 ms, an hour of 720p in minutes (benchmarks/small_clips.py)
     memory_mb: int = 1024  # heap reserved per decode task (a few windows + the decoder); it also keeps Ray from
     #                        fusing decode into the tokenizer actors, which would serialise decoding on the GPU actor
     concurrency: Optional[int] = None  # decode tasks in flight at most; None = as many as the cluster fits
-    machine_burst: int = 8  # a decode process whose first N inputs all fail the same machine-pointing way
-    #                         (unsupported_codec, decoder crash) stops the run as a broken environment, its rows
-    #                         pending (pipeline/tokenize/machine.py); 0 = never
 
     def __post_init__(self):
-        for name in ("num_cpus", "memory_mb", "task_mb"):
+        for name in ("num_cpus", "memory_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decode_task.{name} must be > 0, found {getattr(self, name)}")
-        if self.inputs_per_task is not None and self.inputs_per_task < 1:
-            raise ValueError(f"decode_task.inputs_per_task must be >= 1 or null, found {self.inputs_per_task}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"decode_task.concurrency must be >= 1 or null, found {self.concurrency}")
-        if self.machine_burst < 0:
-            raise ValueError(f"decode_task.machine_burst must be >= 0 (0: off), found {self.machine_burst}")
 
-    def inputs_for(self, pending: int, pending_bytes: int, sized: int, slots: float) -> int:
-        """Inputs per decode task for `pending` inputs, `sized` of them of known size summing to `pending_bytes`,
-        on a cluster with `slots` decode slots now: `inputs_per_task` when set; otherwise `task_mb` of input bytes
-        per task (so one-second clips share a task by the hundred and an hour-long video has one to itself),
-        never so many that the cluster has fewer than 4 tasks per slot, between 1 and MAX_INPUTS_PER_TASK;
-        UNSIZED_INPUTS_PER_TASK when no size is known (manifests without a size column)."""
-        if self.inputs_per_task is not None:
-            return self.inputs_per_task
-        k = self.task_mb * 2**20 * sized / pending_bytes if sized and pending_bytes > 0 else UNSIZED_INPUTS_PER_TASK
-        k = min(k, pending / (4 * max(slots, 1.0)))
-        return int(max(1, min(MAX_INPUTS_PER_TASK, k)))
+    def ray_kwargs(self, extra_mb: int = 0) -> dict:
+        """`map_batches` keywords for the decode tasks: CPUs, memory (plus `extra_mb` the job holds per task) and,
+        when set, the concurrency cap."""
+        kwargs = {"num_cpus": self.num_cpus, "memory": (self.memory_mb + extra_mb) << 20}
+        if self.concurrency:
+            kwargs["concurrency"] = self.concurrency
+        return kwargs
 
 
 # ---------------------------------------------------------------------------------------------------- --help text

@@ -123,7 +123,8 @@ def test_decode_tasks_sized_by_input_bytes():
     """`decode_task.inputs_per_task=null` sizes decode tasks by `task_mb` of input bytes: one-second clips share a
     task by the hundred, big files get one each; never fewer than 4 tasks per decode slot; 8 with no sizes known;
     an explicit value wins; a bad one names the key."""
-    from pipeline.config import MAX_INPUTS_PER_TASK, UNSIZED_INPUTS_PER_TASK, DecodeTaskConfig
+    from pipeline.tokenize.config import MAX_INPUTS_PER_TASK, UNSIZED_INPUTS_PER_TASK
+    from pipeline.tokenize.config import TokenizeDecodeTaskConfig as DecodeTaskConfig
 
     auto = DecodeTaskConfig()
     assert auto.inputs_for(10**6, 10**6 * 5_000, 10**6, slots=100) == MAX_INPUTS_PER_TASK  # 5 kB clips
@@ -136,3 +137,13 @@ def test_decode_tasks_sized_by_input_bytes():
         DecodeTaskConfig(inputs_per_task=0)
     with pytest.raises(ValueError, match="decode_task.task_mb"):
         DecodeTaskConfig(task_mb=0)
+
+
+def test_task_sizing_keys_only_where_read():
+    """Training decodes one item per task: its `decode_task.*` has no task-sizing keys, and passing one fails."""
+    from pipeline.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="decode_task.task_mb"):
+        load_config(TrainConfig, None, ["decode_task.task_mb=64"])
+    assert load_config(TrainConfig, None, ["decode_task.memory_mb=512"]).decode_task.ray_kwargs() == \
+        {"num_cpus": 1.0, "memory": 512 << 20}

@@ -90,9 +90,7 @@ def run_cache_frames(cfg: CacheFramesJobConfig) -> dict:
     if n_pending:
         fn = partial(_cache_batch, layout=layout, decode=cfg.decode, frames=cfg.frames, storage_options=opts)
         dt = cfg.decode_task
-        kwargs = {"num_cpus": dt.num_cpus, "memory": (dt.memory_mb + cfg.frames.shard_mb) << 20}
-        if dt.concurrency:
-            kwargs["concurrency"] = dt.concurrency
+        kwargs = dt.ray_kwargs(extra_mb=cfg.frames.shard_mb)
         logs = RayLogs(console=cfg.ray.console_logs)
         with ray_session(cfg.ray, logs):
             ds = ray.data.from_arrow(pending).repartition(max(1, -(-n_pending // cfg.videos_per_task)))

@@ -18,6 +18,43 @@ from pipeline.decode import DecodeConfig
 from pipeline.decode.status import IO_ERROR, REASONS
 from pipeline.retry import RetryPolicy
 
+MAX_INPUTS_PER_TASK = 256  # auto-sized decode tasks: a retried task redoes at most this many inputs
+UNSIZED_INPUTS_PER_TASK = 8  # auto-sized decode tasks when no input size is known (a manifest without sizes)
+
+
+
+@dataclass
+class TokenizeDecodeTaskConfig(DecodeTaskConfig):
+    """The tokenize job's `decode_task.*`: what a task reserves (`DecodeTaskConfig`) and how many inputs it takes."""
+
+    inputs_per_task: Optional[int] = None  # inputs per decode task (one Ray task, one status commit); null = sized
+    #                           by task_mb of input bytes (see `inputs_for`); memory is per input, not per task
+    task_mb: int = 256  # input bytes per decode task when inputs_per_task is null: a Ray task costs ~20-50 ms, a 1-s
+    #                     clip decodes in ~2 ms, an hour of 720p in minutes (benchmarks/small_clips.py)
+    machine_burst: int = 8  # a decode process whose first N inputs all fail the same machine-pointing way
+    #                         (unsupported_codec, decoder crash) stops the run as a broken environment, its rows
+    #                         pending (pipeline/tokenize/machine.py); 0 = never
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.task_mb > 0:
+            raise ValueError(f"decode_task.task_mb must be > 0, found {self.task_mb}")
+        if self.inputs_per_task is not None and self.inputs_per_task < 1:
+            raise ValueError(f"decode_task.inputs_per_task must be >= 1 or null, found {self.inputs_per_task}")
+        if self.machine_burst < 0:
+            raise ValueError(f"decode_task.machine_burst must be >= 0 (0: off), found {self.machine_burst}")
+
+    def inputs_for(self, pending: int, pending_bytes: int, sized: int, slots: float) -> int:
+        """Inputs per decode task for `pending` inputs, `sized` of them of known size summing to `pending_bytes`,
+        on a cluster with `slots` decode slots now: `inputs_per_task` when set; otherwise `task_mb` of input bytes
+        per task (so one-second clips share a task by the hundred and an hour-long video has one to itself),
+        never so many that the cluster has fewer than 4 tasks per slot, between 1 and MAX_INPUTS_PER_TASK;
+        UNSIZED_INPUTS_PER_TASK when no size is known (manifests without a size column)."""
+        if self.inputs_per_task is not None:
+            return self.inputs_per_task
+        k = self.task_mb * 2**20 * sized / pending_bytes if sized and pending_bytes > 0 else UNSIZED_INPUTS_PER_TASK
+        k = min(k, pending / (4 * max(slots, 1.0)))
+        return int(max(1, min(MAX_INPUTS_PER_TASK, k)))
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -119,7 +156,7 @@ class TokenizeJobConfig:
     dry_run_probe: int = 32  # dry run: inputs probed (container only, no decoding) to estimate windows; all if fewer
     progress_every_s: float = 30.0  # seconds between progress lines (and Ray metric updates) while the job runs
     decode: DecodeConfig = field(default_factory=DecodeConfig)
-    decode_task: DecodeTaskConfig = field(default_factory=DecodeTaskConfig)
+    decode_task: TokenizeDecodeTaskConfig = field(default_factory=TokenizeDecodeTaskConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)

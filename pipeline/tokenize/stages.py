@@ -1,7 +1,7 @@
 """The Ray Data chain of the tokenize job: plan files -> decode windows (CPU) -> VidTok encoder (GPU actors) -> shards.
 
     read_parquet(plan).repartition     pending inputs, a decode task's worth per block (streaming split; the driver
-                                       sizes it by input bytes: `DecodeTaskConfig.inputs_for`)
+                                       sizes it by input bytes: `TokenizeDecodeTaskConfig.inputs_for`)
       .map_batches(DecodeInputs)       CPU tasks: one input -> its windows (pipeline.decode), WINDOW_SCHEMA rows; an
                                        input that yields no window (a failure) commits its own status row here and
                                        sends nothing on
@@ -284,13 +284,12 @@ class WriteTokenShard:
 def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: OutputLayout, sha: str,
                   tokens_binary: bool, num_gpus: float, shard_rows: int, run_id: str, per_task: int, nodes=None):
     """The whole chain as one lazy Dataset whose rows are WRITTEN rows (consumed by the driver). `per_task`: inputs
-    per decode task, as the driver sized them (`DecodeTaskConfig.inputs_for`)."""
+    per decode task, as the driver sized them (`TokenizeDecodeTaskConfig.inputs_for`)."""
     import ray
 
     ctx = ray.data.DataContext.get_current()
     ctx.target_max_block_size = cfg.ray.target_block_mb << 20
     dt, tk = cfg.decode_task, cfg.tokenizer
-    decode_kwargs = {"concurrency": dt.concurrency} if dt.concurrency else {}
     _, plan_fs = arrow_filesystem(layout.url, layout.storage_options)
     return (
         ray.data.read_parquet(plan_files, filesystem=plan_fs)
@@ -298,8 +297,7 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
         # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
         .repartition(target_num_rows_per_block=per_task)
         .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst), batch_size=per_task,
-                     batch_format="pyarrow",
-                     num_cpus=dt.num_cpus, memory=dt.memory_mb * 2**20, **decode_kwargs)
+                     batch_format="pyarrow", **dt.ray_kwargs())
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,
                      compute=ray.data.ActorPoolStrategy(min_size=tk.min_actors, max_size=tk.max_actors),

@@ -41,6 +41,7 @@ from typing import Iterable
 
 import numpy as np
 
+from pipeline.config import DecodeTaskConfig
 from pipeline.decode import DecodeConfig, decode_windows, iter_windows
 from pipeline.decode.windows import RandomWindows
 from pipeline.frames.read import cached_clips
@@ -143,9 +144,7 @@ def build_train_dataset(urls: list[str], *, steps: int, global_batch: int, num_f
     fn = partial(_decode_items, urls=list(urls), seed=seed, decode=decode, num_frames=num_frames,
                  clips_per_video=clips_per_video, storage_options=storage_options, frames=frames)
     # One item per decode task (the ids come one per block): short tasks, so the stream starts fast and balances.
-    kwargs = {"num_cpus": decode_task.num_cpus if decode_task else 1.0, "batch_size": 1, "batch_format": "numpy"}
-    if decode_task is not None and decode_task.concurrency:
-        kwargs["concurrency"] = decode_task.concurrency
+    kwargs = {**(decode_task or DecodeTaskConfig()).ray_kwargs(), "batch_size": 1, "batch_format": "numpy"}
     return (item_dataset(n_items) if items is None else items).map_batches(fn, **kwargs)
 
 
