@@ -34,10 +34,10 @@ from pipeline.decode.resample import select_frames
 from pipeline.decode.source import open_source
 from pipeline.decode.status import CORRUPT, TOO_SHORT
 from pipeline.inputs import iter_inputs
-from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.commit import load_resume_state, write_plan
 from pipeline.tokenize.config import TokenizeJobConfig
+from pipeline.tokenize.setup import RunSetup
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +128,17 @@ def probe_windows(source: str, decode: DecodeConfig, storage_options: dict | Non
 
 def dry_run(cfg: TokenizeJobConfig) -> DryRunReport:
     """Plan `cfg` without writing and estimate its work (module docstring)."""
-    from pipeline.tokenize.run import _token_info, input_source  # the run's own resolution of input and settings
-
-    opts = cfg.storage.storage_options()
-    _, decode, _, _ = _token_info(cfg)
-    source = input_source(cfg)
+    setup = RunSetup.of(cfg)  # the run's own resolution of input and settings
+    opts, decode, source = setup.storage_options, setup.decode, setup.source
     layout = OutputLayout(cfg.output, opts)
-    claim = OutputClaim(layout, "tokenize", cfg.identity(decode), source, cfg.append)
+    claim = setup.claim(layout)
     refusal = ""
     try:
         claim.check()
     except ConfigError as e:
         refusal = str(e)
     was = (claim.found or {}).get("settings", claim.found or {})
-    differ = {k: (was.get(k), v) for k, v in cfg.identity(decode).items() if claim.found and was.get(k) != v}
+    differ = {k: (was.get(k), v) for k, v in setup.identity.items() if claim.found and was.get(k) != v}
     state = load_resume_state(layout)
     sampler = _Sampler(cfg.dry_run_probe)
     chunks = iter_inputs(source, extensions=cfg.extensions, storage_options=opts, column=cfg.manifest_column,

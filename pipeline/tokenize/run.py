@@ -31,13 +31,12 @@ import pyarrow as pa
 
 import ray
 
-from pipeline.config import ConfigError, to_yaml
-from pipeline.job_record import OutputClaim, listing_digest
+from pipeline.config import to_yaml
+from pipeline.job_record import listing_digest
 from pipeline.decode import DecodeConfig
-from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import iter_inputs
 from pipeline.ray_utils import RayLogs, ray_session
-from pipeline.storage import OutputLayout, is_transient_error, sha256_of
+from pipeline.storage import OutputLayout, is_transient_error
 from pipeline.tokenize.card import write_card
 from pipeline.tokenize.commit import (
     Plan, load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
@@ -47,9 +46,8 @@ from pipeline.tokenize.machine import MachineBroken, find_cause
 from pipeline.tokenize.progress import RunProgress
 from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
 from pipeline.tokenize.nodes import RunNodes
+from pipeline.tokenize.setup import RunSetup
 from pipeline.tokenize.stages import build_dataset
-from vidtok.presets import preset_config
-from vidtok.accel import COMPILE_MODES
 
 log = logging.getLogger(__name__)
 
@@ -187,51 +185,6 @@ class StatusTracker:
             self.first_seen.pop(row["source"], None)
 
 
-def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]:
-    """(regularizer kind, decode settings resolved against the model, token shape, tokens_binary) without building
-    the full-width model."""
-    if cfg.tokenizer.compile is not None and cfg.tokenizer.compile not in COMPILE_MODES:
-        raise ConfigError(f"tokenizer.compile={cfg.tokenizer.compile!r}: use null (eager) or one of {COMPILE_MODES}")
-    model = preset_config(cfg.preset)  # the structure's arithmetic: no model is built on the driver
-    decode = cfg.decode.for_model(model)
-    if decode.whole_clip and model.family != "causal_v1_1":
-        raise ConfigError(f"decode.whole_clip=true needs a causal v1.1 preset (any length, chunked inference); "
-                          f"{cfg.preset} is {model.family}: use e.g. vidtok_fsq_causal_488_32768_v1_1 or drop it")
-    sf = model.spatial_factor
-    key = "decode.buckets" if decode.buckets else "decode.size"
-    for h, w in decode.output_sizes():
-        if h % sf or w % sf:
-            raise ConfigError(f"{key}: [{h}, {w}] does not suit {cfg.preset}: height and width must be divisible by "
-                              f"its spatial factor {sf} (e.g. [{max(sf, h // sf * sf)}, {max(sf, w // sf * sf)}])")
-    h, w = max(decode.output_sizes(), key=lambda hw: hw[0] * hw[1])  # the largest rows size the shards
-    if decode.whole_clip:
-        model = model.replace(use_tiling=True, t_chunk_enc=16)
-    t, lh, lw = model.latent_shape(decode.max_frames if decode.whole_clip else decode.num_frames, h, w)
-    kind = model.regularizer
-    shape = (t, lh, lw) if kind == "fsq" else (model.z_channels, t, lh, lw)
-    return kind, decode, shape, kind != "fsq"
-
-
-def _checkpoint_sha(cfg: TokenizeJobConfig) -> str:
-    if not cfg.checkpoint:
-        log.warning("!" * 100)
-        log.warning("!!! NO CHECKPOINT: tokenizing with RANDOM WEIGHTS (preset %s, seed %d). These tokens are only a "
-                    "pipeline demo. Pass checkpoint=/path/<preset>.ckpt for real tokens (see README).", cfg.preset, cfg.seed)
-        log.warning("!" * 100)
-        return f"random-init-seed-{cfg.seed}"
-    return sha256_of(cfg.checkpoint, cfg.storage.storage_options())
-
-
-def input_source(cfg: TokenizeJobConfig) -> str:
-    """`cfg.input`, or the generated sample corpus when it is empty (the embedded default)."""
-    if cfg.input:
-        return cfg.input
-    s = cfg.sample
-    source = str(make_sample_corpus(s.dir, s.num_clips, s.seconds, s.fps, s.width, s.height))
-    log.info("no input= given: using the generated sample corpus %s", source)
-    return source
-
-
 def run_tokenize(cfg: TokenizeJobConfig) -> dict:
     """Run (or resume) the job described by `cfg`; returns the summary (also written as summary.json).
 
@@ -262,12 +215,12 @@ def _short(e: BaseException) -> str:
 
 def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     t0 = time.time()
-    opts = cfg.storage.storage_options()
-    kind, decode, token_shape, tokens_binary = _token_info(cfg)  # settings first: a bad one creates nothing
-    source = input_source(cfg)
+    setup = RunSetup.of(cfg)  # settings first: a bad one creates nothing
+    opts, decode, source = setup.storage_options, setup.decode, setup.source
+    kind, token_shape, tokens_binary = setup.kind, setup.token_shape, setup.tokens_binary
     layout = OutputLayout(cfg.output, opts, cfg.retry)
-    claim = OutputClaim(layout, "tokenize", cfg.identity(decode), source, cfg.append).check()  # writes nothing
-    sha = _checkpoint_sha(cfg)
+    claim = setup.claim(layout).check()  # writes nothing
+    sha = setup.checkpoint_sha()
     state = load_resume_state(layout, retry_permanent=cfg.retry.permanent)
     run_id = new_run_id()
     listed: dict = {}
