@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast train-demo bench clean
+.PHONY: setup demo test test-fast test-quick train-demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,11 +26,21 @@ demo: setup
 train-demo: setup
 	$(PY) jobs/train_stage1.py && $(PY) jobs/train_stage2.py
 
+# The suite runs on TEST_PROCS pytest processes (pytest-xdist), a test file's tests on one process (its module
+# fixtures, e.g. one shared tokenize run, are built once): on 2 cores most of a Ray test is waiting (startup, retries,
+# health checks), so two at once take little more than one. TEST_PROCS=0 runs in this process, one test at a time.
+TEST_PROCS ?= 2
+XDIST := $(if $(filter 0,$(TEST_PROCS)),-p no:xdist,-n $(TEST_PROCS) --dist loadfile)
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
+
+# The edit-run loop: no Ray, no slow end-to-end test.
+test-quick: setup
+	$(PY) -m pytest -q $(XDIST) -m "not ray and not slow"
 
 clean:
 	rm -rf $(VENV) out runs sample_corpus .pytest_cache
