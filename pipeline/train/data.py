@@ -108,21 +108,22 @@ def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int,
 
 def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
                   clips_per_video: int, storage_options: dict | None, frames: str = "") -> dict:
-    """map_batches body: item ids -> training clips (rows of uint8 video); with a frames cache (`frames`, a URL)
-    the clips are read from it at the same starts, and a video it lacks is decoded from its source."""
-    clips = []
+    """map_batches body: item ids -> training clips (rows: `video` uint8, `item` the id it came from); with a frames
+    cache (`frames`, a URL) the clips are read from it at the same starts, and a video it lacks is decoded from its
+    source."""
+    clips, items = [], []
     size = decode.size
     for item in batch["id"]:
         src = urls[source_for_item(int(item), len(urls), seed)]
         got = cached_clips(frames, storage_options, src, fps=decode.fps, num_frames=num_frames, count=clips_per_video,
                            seed=(seed, int(item), 7), size=size) if frames else None
-        if got is not None:
-            clips += got
-            continue
-        clips += random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
+        if got is None:
+            got = random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
+        clips += got
+        items += [int(item)] * len(got)
     if not clips:
-        return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8)}
-    return {"video": np.stack(clips)}
+        return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8), "item": np.zeros((0,), np.int64)}
+    return {"video": np.stack(clips), "item": np.array(items, np.int64)}  # item: which id each clip came from
 
 
 def num_train_items(steps: int, global_batch: int, clips_per_video: int) -> int:
