@@ -16,6 +16,7 @@ the first two steps).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -61,8 +62,9 @@ def build_engine(cfg: TrainConfig):
 
 
 def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
-    """`(opt_ae, opt_d, state, data cursors, what happened)`: the latest Ray checkpoint if there is one (exact resume,
-    RNG per rank, every rank's data cursor), else a fresh start (stage 2: weights from `paths.init_from`)."""
+    """`(opt_ae, opt_d, state, data records, what happened)`: the latest Ray checkpoint if there is one (exact resume:
+    rank 0's state, then this rank's RNG and LeCam EMAs; every rank's `data_rank<r>.json` record for the data
+    cursor), else a fresh start (stage 2: weights from `paths.init_from`)."""
     state = TrainState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -84,6 +86,9 @@ def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
     engine.to(device)
     opt_ae, opt_d = make_optimizers(engine, cfg.optim)
     restore_training_state(payload, engine, opt_ae, opt_d, state)
+    own = [c for c in cursors if int(c.get("rank", -1)) == rank and "loss_extra" in c]
+    if own:  # the LeCam EMAs follow each rank's own discriminator logits: rank 0's (in state.pt) are not this rank's
+        engine.loss.load_extra_state(own[0]["loss_extra"])
     if rng is not None:
         set_rng_state(rng)
     else:  # a different world size than the checkpoint: a fresh but step-dependent stream per rank
@@ -93,6 +98,17 @@ def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
         write_bytes(join(paths.run_dir, "resumes", f"step_{state.step:08d}_{int(time.time() * 1000)}.json"),
                     json.dumps(rec).encode(), paths.storage_options)
     return opt_ae, opt_d, state, cursors, f"resumed at step {state.step}"
+
+
+class BatchesDigest:
+    """A running SHA-256 over every batch a rank trained on (its uint8 clips, in order), carried across restarts in
+    the checkpoints: two runs with equal digests at a step trained on the same batches (an audit, and the tests')."""
+
+    def __init__(self, hex: str = ""):
+        self.hex = hex
+
+    def add(self, clips: np.ndarray) -> None:
+        self.hex = hashlib.sha256(self.hex.encode() + np.ascontiguousarray(clips).tobytes()).hexdigest()
 
 
 class StepTimer:
@@ -150,8 +166,9 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     tb = TensorBoard(paths.run_dir, cfg.storage_options) if rank == 0 else None
     order = TrainOrder(cfg.seed, rank, world, cfg.per_worker_batch, cfg.data.clips_per_video,
                        cfg.data.shuffle_buffer_clips)
-    stream = RankStream(cfg, order, order.resume_cursor(cursors, state.step), ray.get(loop_cfg["train_urls"]),
-                        loop_cfg["num_frames"])
+    cursor = order.resume_cursor(cursors, state.step)
+    stream = RankStream(cfg, order, cursor, ray.get(loop_cfg["train_urls"]), loop_cfg["num_frames"])
+    seen = BatchesDigest(order.own_record(cursors).get("batches_digest", "") if state.step else "")
     batches = iter(stream)
     timer = StepTimer()
     try:
@@ -164,11 +181,13 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
             if loop_cfg.get("fail_at_step") and rank == world - 1 and state.step == loop_cfg["fail_at_step"]:
                 failure_drill(paths, state.step)
             t1 = time.perf_counter()
-            x = to_model_input(np.stack(batch.clips), device)
+            clips = np.stack(batch.clips)
+            seen.add(clips)
+            x = to_model_input(clips, device)
             metrics = train_step(ddp, opt_ae, opt_d, x, state, cfg.optim, autocast)  # floats: synchronises the device
             timer.add(state.step, t1 - t0, time.perf_counter() - t1)
             after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb,
-                       (order, batch.after))
+                       (order, batch.after, seen.hex))
     finally:
         batches.close()
         stream.close()
@@ -177,8 +196,8 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
 
 def after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb,
                data):
-    """Validate, log and checkpoint on their cadences after step `state.step` (`data`: the rank's `TrainOrder` and
-    its cursor after the step, saved with the checkpoint)."""
+    """Validate, log and checkpoint on their cadences after step `state.step` (`data`: the rank's `TrainOrder`, its
+    cursor after the step and its batches' digest, saved with the checkpoint)."""
     step = state.step
     do_ckpt = step % cfg.checkpoint_every == 0 or step == cfg.steps
     do_val = val is not None and (step % cfg.val_every == 0 or step == cfg.steps)
@@ -234,17 +253,18 @@ def scalars(metrics: dict) -> dict:
 
 
 def report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb, data) -> None:
-    """All ranks report one checkpoint dir: rank 0 the training state, every rank its RNG state and its data cursor
-    (merged by Ray)."""
+    """All ranks report one checkpoint dir: rank 0 the training state, every rank its RNG state and a record of its
+    data cursor, the digest of the batches it trained on, and its LeCam EMAs (merged by Ray)."""
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             torch.save(training_state(engine, opt_ae, opt_d, state, cfg.preset, cfg.stage), os.path.join(d, STATE_FILE))
             if tb is not None:
                 tb.flush()
         torch.save(rng_state(), os.path.join(d, f"rng_rank{rank}.pt"))
-        order, cursor = data
+        order, cursor, seen = data
         with open(os.path.join(d, f"{DATA_PREFIX}{rank}.json"), "w") as f:
-            json.dump({"rank": rank, "order": order.key(), "cursor": cursor.to_dict()}, f)
+            json.dump({"rank": rank, "order": order.key(), "cursor": cursor.to_dict(), "batches_digest": seen,
+                       "loss_extra": engine.loss.extra_state()}, f)
         ray.train.report(scalars(metrics), checkpoint=ray.train.Checkpoint.from_directory(d),
                          checkpoint_dir_name=f"{CKPT_PREFIX}{state.step:08d}")
 

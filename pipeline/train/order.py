@@ -112,6 +112,10 @@ class TrainOrder:
         return {"seed": self.seed, "world": self.world, "batch": self.batch, "clips_per_video": self.clips_per_video,
                 "mix_clips": self.mix_clips}
 
+    def own_record(self, saved: list[dict]) -> dict:
+        """This rank's record among a checkpoint's, if it was written in this same order; else {}."""
+        return next((d for d in saved if int(d["rank"]) == self.rank and d["order"] == self.key()), {})
+
     def resume_cursor(self, saved: list[dict], step: int) -> Cursor:
         """This rank's cursor to resume at `step` from a checkpoint's `{"rank", "order", "cursor"}` records (one per
         rank of the run that wrote it; none for a fresh start). Its own record when the order is the same; otherwise
@@ -119,13 +123,13 @@ class TrainOrder:
         read, which rebuilds the current round there: the run goes on without replaying, in another order."""
         if not saved and step == 0:
             return Cursor()
-        for d in saved:
-            if int(d["rank"]) == self.rank and d["order"] == self.key():
-                cursor = Cursor.from_dict(d["cursor"])
-                if cursor.step != step:
-                    raise ValueError(f"checkpoint at step {step} holds rank {self.rank}'s data cursor of step "
-                                     f"{cursor.step}: the checkpoint folder is inconsistent")
-                return cursor
+        own = self.own_record(saved)
+        if own:
+            cursor = Cursor.from_dict(own["cursor"])
+            if cursor.step != step:
+                raise ValueError(f"checkpoint at step {step} holds rank {self.rank}'s data cursor of step "
+                                 f"{cursor.step}: the checkpoint folder is inconsistent")
+            return cursor
         if saved:  # the first item id no rank had read yet
             edge = max(int(d["cursor"]["next"]) * int(d["order"]["world"]) + int(d["rank"]) for d in saved)
         else:  # no records: the items the steps took if no video failed
