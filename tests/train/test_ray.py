@@ -71,7 +71,8 @@ def _digest_of_checkpoint(cfg: TrainConfig, payload: dict) -> str:
 
 
 def test_train_ray_stage1_recovers_resumes_and_stage2_freezes(ray_local, s3_server, s3_corpus):
-    """Worker loss -> restart from the saved step with identical state; re-run resumes; stage 2 keeps the encoder."""
+    """Worker loss -> restart from the saved step with identical state; re-run resumes; both end in an undisturbed
+    run's states; stage 2 keeps the encoder."""
     bucket, input_url = s3_corpus
     output = f"s3://{bucket}/runs"
     fs = s3_server.filesystem()
@@ -100,6 +101,13 @@ def test_train_ray_stage1_recovers_resumes_and_stage2_freezes(ray_local, s3_serv
     assert s1b.checkpoint.endswith("checkpoint_00000006")
     assert _load(fs, f"{run1}/checkpoint_00000006/state.pt")["step"] == 6
     assert not fs.exists(f"{run1}/checkpoint_00000002/state.pt")  # keep_checkpoints=2
+
+    # The same 6 steps undisturbed: both resumes (FailureConfig at 2, the re-run at 4) ended in its states.
+    calm = _cfg(s3_server, input_url, output, 1, steps=6, name="calm")
+    run_training(calm)
+    for step in (4, 6):
+        assert _digest_of_checkpoint(cfg1, _load(fs, f"{run1}/checkpoint_{step:08d}/state.pt")) == \
+            _digest_of_checkpoint(cfg1, _load(fs, f"{bucket}/runs/calm/checkpoint_{step:08d}/state.pt")), step
 
     # Stage 2 from the stage-1 run on S3 (init_from derived from preset and output): encoder bit-identical to stage
     # 1's last checkpoint, decoder trained.
