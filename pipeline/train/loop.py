@@ -2,13 +2,13 @@
 
 Each worker builds the model (`vidtok`), the loss and the pure-torch step (`vidtok.train_step`), restores the latest
 checkpoint Ray hands it (or initialises: stage 2 from `init_from`), wraps the engine in DDP
-(`ray.train.torch.prepare_model`, `find_unused_parameters=True` as the official run) and reads its own batches in
-the fixed training order (`pipeline.train.stream.RankStream`, `pipeline.train.order`) from its checkpoint's cursor;
-bf16 autocast on GPU. Every `checkpoint_every` steps all ranks report a checkpoint (rank 0 the state, each rank its
-RNG and its data cursor, so a restart at step k trains on the batches an undisturbed run would have). Rank 0 validates every `val_every` steps
-(PSNR / SSIM / LPIPS, previews as mp4 + PNG), writes TensorBoard events under `<run>/tensorboard`, and at the end
-exports official-layout weights to `<run>/export/`. Stage 2 freezes encoder + regularizer and checks at the end that
-the encoder is bit-identical to its start.
+(`ray.train.torch.prepare_model`, `find_unused_parameters=True` as the official run) and reads its own batches in the
+fixed training order (`pipeline.train.stream.RankStream`, `pipeline.train.order`) from its checkpoint's cursor; bf16
+autocast on GPU. Every `checkpoint_every` steps all ranks report a checkpoint (rank 0 the state, each rank its RNG and
+its data cursor, so a restart at step k trains on the batches an undisturbed run would have). Rank 0 validates every
+`val_every` steps (PSNR / SSIM / LPIPS, previews as mp4 + PNG), writes TensorBoard events under `<run>/tensorboard`, and
+at the end exports official-layout weights to `<run>/export/`. Stage 2 freezes encoder + regularizer and checks at the
+end that the encoder is bit-identical to its start.
 
 Data wait: time blocked on the next batch vs. time in the step, reported as `data_wait_frac` (steady state: after
 the first two steps).
