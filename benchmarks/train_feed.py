@@ -46,9 +46,9 @@ def consume_loop(config: dict) -> None:
     from pipeline.train.order import Cursor, TrainOrder
     from pipeline.train.stream import RankStream
 
-    cfg = config["cfg"]
+    cfg = config["cfg"]  # batch_size: config["batch"]
     stream = RankStream(cfg, TrainOrder(cfg.seed, 0, 1, cfg.batch_size, 1, 0), Cursor(), config["urls"], 17)
-    rate, batch, seconds = config["rate"], config["batch"], config["seconds"]
+    rate, seconds = config["rate"], config["seconds"]
     waited = busy = 0.0
     clips = 0
     start = None
