@@ -1,13 +1,12 @@
 """Feed benchmark: can the data path keep a GPU busy? Cache path vs source path, in one run.
 
-The real ingest — `pipeline.train.data.build_train_dataset` (Ray Data decode tasks) → Ray Train
-`get_dataset_shard("train").iter_torch_batches(prefetch_batches=4)` — into one `TorchTrainer` worker that stands in
-for a GPU: it consumes each batch by sleeping `batch / rate` seconds (a GPU step leaves the CPU free, so does a sleep),
-for `--seconds` after its first batch. Reported per scenario: the data wait (share of that time the worker waited for
-a batch), clips/s delivered, and CPU-seconds per clip over the same span (start-up excluded: /proc sampled every
-0.5 s) of every Ray process (decode tasks and their decode children,
-Ray's own daemons, the worker: an upper bound on the decode CPU), and the same net of the idle local Ray's CPU
-(measured for 10 s before the scenarios).
+The real ingest — a rank's `pipeline.train.stream.RankStream` (Ray Data decode tasks of
+`pipeline.train.data.build_train_dataset`, in the fixed training order, no mixing, prefetch 4) — into one `TorchTrainer`
+worker that stands in for a GPU: it consumes each batch by sleeping `batch / rate` seconds (a GPU step leaves the CPU
+free, so does a sleep), for `--seconds` after its first batch. Reported per scenario: the data wait (share of that time
+the worker waited for a batch), clips/s delivered, and CPU-seconds per clip over the same span (start-up excluded: /proc
+sampled every 0.5 s) of every Ray process (decode tasks and their decode children, Ray's own daemons, the worker: an
+upper bound on the decode CPU), and the same net of the idle local Ray's CPU (measured for 10 s before the scenarios).
 
 Rates (clips/s a GPU consumes) = peak bf16 TFLOPS × MFU / TFLOP per training clip. TFLOP per clip from
 `benchmarks/model_flops.py` (encode + decode forward counted on the meta device, ×3 for the backward, plus LPIPS and
@@ -42,15 +41,20 @@ PEAK = {"a100": 312.0, "h100": 989.0}
 
 def consume_loop(config: dict) -> None:
     """The stand-in GPU: wait for a batch, 'train' on it for batch / rate seconds, count."""
-    import ray.train
+    import numpy as np
 
-    shard = ray.train.get_dataset_shard("train")
-    rate, batch, seconds = config["rate"], config["batch"], config["seconds"]
+    from pipeline.train.order import Cursor, TrainOrder
+    from pipeline.train.stream import RankStream
+
+    cfg = config["cfg"]  # batch_size: config["batch"]
+    stream = RankStream(cfg, TrainOrder(cfg.seed, 0, 1, cfg.batch_size, 1, 0), Cursor(), config["urls"], 17)
+    rate, seconds = config["rate"], config["seconds"]
     waited = busy = 0.0
     clips = 0
     start = None
     t = time.perf_counter()
-    for b in shard.iter_torch_batches(batch_size=batch, prefetch_batches=4, local_shuffle_buffer_size=None):
+    for b in stream:
+        b = {"video": np.stack(b.clips)}
         now = time.perf_counter()
         n = int(b["video"].shape[0])
         if start is None:  # the first batch: start-up (Ray Data plan, worker start), not steady state
@@ -93,9 +97,8 @@ def scenario(name: str, urls, cache: str, args, idle_cpu_s: float = 0.0) -> dict
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from pipeline.config import DecodeTaskConfig
-    from pipeline.decode import DecodeConfig
-    from pipeline.train.data import build_train_dataset
+    from pipeline.config import load_config
+    from pipeline.train.config import TrainConfig
 
     path, stage, gpu = name.split(":")
     stage = int(stage)
@@ -104,10 +107,10 @@ def scenario(name: str, urls, cache: str, args, idle_cpu_s: float = 0.0) -> dict
     size = 128 if stage == 1 else 256
     batch = args.batch
     steps = int(rate * (args.seconds + 60) / batch) + 4
-    ds = build_train_dataset(urls, steps=steps, global_batch=batch, num_frames=17, decode=DecodeConfig(size=size),
-                             clips_per_video=1, seed=23, storage_options=None,
-                             decode_task=DecodeTaskConfig(num_cpus=1, concurrency=args.decode_cpus),
-                             frames=cache if path == "cache" else "")
+    cfg = load_config(TrainConfig, None, [f"steps={steps}", f"batch_size={batch}", "num_workers=1",
+                                          f"decode.size={size}", "data.shuffle_buffer_clips=0", "data.prefetch_batches=4", "seed=23",
+                                          f"decode_task.concurrency={args.decode_cpus}", "decode_task.num_cpus=1"]
+                      + ([f"data.frames={cache}"] if path == "cache" else []))
     samples: list[tuple[float, float]] = []  # (time, Ray CPU seconds): the steady state's CPU, start-up excluded
     stop = threading.Event()
 
@@ -119,12 +122,11 @@ def scenario(name: str, urls, cache: str, args, idle_cpu_s: float = 0.0) -> dict
     sampler.start()
     out = Path(args.workdir) / f"feed_{path}_{stage}_{gpu}_{os.getpid()}.json"  # same machine: a local file
     trainer = TorchTrainer(consume_loop, train_loop_config={"rate": rate, "batch": batch, "seconds": args.seconds,
-                                                            "out": str(out)},
+                                                            "out": str(out), "cfg": cfg, "urls": list(urls)},
                            scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False,
                                                                   resources_per_worker={"CPU": 1}),
                            run_config=ray.train.RunConfig(storage_path=args.workdir + "/ray_results",
-                                                          name=f"feed_{path}_{stage}_{gpu}_{int(time.time())}"),
-                           datasets={"train": ds})
+                                                          name=f"feed_{path}_{stage}_{gpu}_{int(time.time())}"))
     try:
         trainer.fit()
     finally:

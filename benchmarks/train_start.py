@@ -9,7 +9,12 @@ real decoding at 3 FPS, 17 frames, 128×128), on a private local Ray with this m
 * ``after``   `pipeline.train.items.item_dataset` (a read task per 65,536 ids, ids made as the decode tasks ask).
 
 Each is timed twice: a first iteration, then a second iteration of the same dataset, which is what a
-`FailureConfig` restart does (Ray Train re-executes the dataset from its plan). A first batch is 16 clips.
+`FailureConfig` restart did (Ray Train re-executed the dataset from its plan). A first batch is 16 clips.
+
+``rank``  what a training worker now reads (`pipeline.train.stream.RankStream`, paper config, 8 workers, rank 0): its
+          own items in the fixed order, a first batch once its first round (`data.shuffle_buffer_clips` clips, 64) is
+          decoded; then the same rank resumed at step 25,001 (mid-run, inside a round: it reads the round's items
+          with clips still to come, then from the checkpoint's position), as after a restart.
 ``--before-items`` caps the before run (its cost grows with the item count; at 40,000 items it took 122-131 s);
 the after run always uses the paper count. Run: ``python benchmarks/train_start.py [--before-items 800016]``.
 """
@@ -39,6 +44,31 @@ def first_batch_s(make_ds, batch: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     next(iter(ds.iter_batches(batch_size=batch, batch_format="numpy")))
     return first, time.perf_counter() - t0
+
+
+def rank_stream_s(urls: list[str]) -> tuple[float, float, int]:
+    """(seconds to rank 0's first batch from step 0, the same resumed mid-run, its round size) on the paper config."""
+    from pipeline.config import load_config
+    from pipeline.train.config import TrainConfig
+    from pipeline.train.order import Cursor, TrainOrder
+    from pipeline.train.stream import RankStream
+
+    cfg = load_config(TrainConfig, None, ["schedule=paper", "num_workers=8", "preset=vidtok_fsq_causal_488_32768"])
+    order = TrainOrder(cfg.seed, 0, 8, cfg.per_worker_batch, cfg.data.clips_per_video, cfg.data.shuffle_buffer_clips)
+    step = 25_001  # inside a round (32 steps of 2 clips): what a checkpoint after step 25,001 holds
+    start = (step // order.round_steps) * order.round_clips // order.clips_per_video
+    resumed = Cursor(step, start + order.round_clips // order.clips_per_video,
+                     tuple(range(start, start + order.round_clips // order.clips_per_video)))
+    out = []
+    for cursor in (Cursor(), resumed):
+        t0 = time.perf_counter()
+        stream = RankStream(cfg, order, cursor, urls, num_frames=17)
+        it = iter(stream)
+        assert next(it).step == cursor.step
+        out.append(time.perf_counter() - t0)
+        it.close()
+        stream.close()
+    return out[0], out[1], order.round_clips
 
 
 def main() -> None:
@@ -80,7 +110,10 @@ def main() -> None:
                   f"after a restart {before[1]:.1f} s")
             print(f"before / after (first batch) = {before[0] / after[0]:.1f}x"
                   + ("" if m == n else f" (before run on {m:,} of the paper's {n:,} items)"))
-        print(f"goal: after <= 60 s; {os.cpu_count()} cores; load average {os.getloadavg()}")
+        rank_first, rank_resumed, round_clips = rank_stream_s(urls)
+        print(f"rank  : world 8, rank 0, first round {round_clips} clips: first batch {rank_first:.1f} s; resumed at "
+              f"step 25,001 {rank_resumed:.1f} s")
+        print(f"goal: after and rank <= 60 s; {os.cpu_count()} cores; load average {os.getloadavg()}")
     finally:
         ray.shutdown()
 

@@ -6,6 +6,9 @@ A checkpoint is a directory that Ray Train persists under `<output>/<run name>/c
   counters, preset, stage).
 * `rng_rank<r>.pt` (every rank): that rank's torch / CUDA / numpy / Python RNG states, so a resumed run continues
   the same random stream on every rank.
+* `data_rank<r>.json` (every rank): `{"rank", "order", "cursor", "batches_digest", "loss_extra"}`: where the rank's
+  training order stands after the step (`pipeline/train/order.py: Cursor`), a running digest of the batches it
+  trained on, and its own LeCam EMAs (they follow each rank's discriminator logits; `state.pt` holds rank 0's).
 
 Export (`export_official`) writes `{"state_dict": {encoder.*, decoder.*, loss.logvar, loss.discriminator.*}, ...}`: the
 layout of an official VidTok Lightning checkpoint, loadable by `VidTok.load_official_state_dict` (the tokenize job's

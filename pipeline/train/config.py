@@ -30,6 +30,8 @@ from pipeline.decode import DecodeConfig
 from vidtok.losses.vidtok_loss import LossConfig
 from vidtok.train_step import OptimConfig
 
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_SPREAD", "STRICT_PACK")
+
 SCHEDULES: dict[str, dict[int, dict]] = {
     "paper": {
         1: dict(steps=50_000, batch_size=16, size=128, checkpoint_every=5000, val_every=2000, log_every=50),
@@ -51,7 +53,9 @@ class DataConfig:
     clips_per_video: int = 1  # random windows drawn per decoded video per pass
     extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS))
     prefetch_batches: int = 4  # per worker, so the step never waits on decoding in steady state
-    shuffle_buffer_clips: int = 64  # per worker: mixes the clips of one video across batches (0: off)
+    shuffle_buffer_clips: int = 64  # per worker: the fixed training order mixes at least this many clips at a time
+    #                                 (a seeded permutation per round, pipeline/train/order.py), so the clips of one
+    #                                 video spread over batches; 0: no mixing
     sample_corpus_clips: int = 6  # embedded default: clips generated when `input` is empty
     frames: str = ""  # frames cache (jobs/cache_frames.py output) to read clips from; "" = decode every source
 
@@ -74,6 +78,7 @@ class TrainConfig:
     num_workers: int = 2  # Ray Train workers (one per GPU when use_gpu)
     use_gpu: bool = False  # one GPU per worker
     cpus_per_worker: float = 1.0  # CPUs per training worker (torch threads on CPU)
+    placement_strategy: str = "PACK"  # Ray Train workers' placement group: PACK, SPREAD, STRICT_SPREAD (one per node)
     bf16: bool = True  # bf16 autocast on CUDA (official: bf16-mixed); ignored on CPU
     seed: int = 23  # weights, data order and per-rank random streams
     checkpoint_every: Optional[int] = None  # steps between checkpoints; null: the schedule's
@@ -117,6 +122,12 @@ class TrainConfig:
             )
         if self.steps < 1 or self.checkpoint_every < 1 or self.val_every < 0:
             raise ValueError("steps and checkpoint_every must be >= 1, val_every >= 0 (0 disables validation)")
+        if self.placement_strategy not in PLACEMENT_STRATEGIES:
+            raise ValueError(f"placement_strategy={self.placement_strategy!r}: choose one of {PLACEMENT_STRATEGIES}")
+        if self.data.shuffle_buffer_clips < 0 or self.data.clips_per_video < 1:
+            raise ValueError(f"data.shuffle_buffer_clips={self.data.shuffle_buffer_clips}, data.clips_per_video="
+                             f"{self.data.clips_per_video}: need shuffle_buffer_clips >= 0 (0: no mixing) and "
+                             "clips_per_video >= 1")
         if self.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints={self.keep_checkpoints}: keep at least 1 (resume needs it)")
         if not isinstance(self.decode.size, int):

@@ -1,10 +1,10 @@
 """Training and validation clips for VidTok from object storage (spec §13.1, at exact 3 FPS via `pipeline.decode`).
 
-Training stream (Ray Data, streaming into `TorchTrainer` workers):
+Training stream (Ray Data, one dataset per `TorchTrainer` worker: `pipeline/train/stream.py`):
 
-    item ids 0…n_items−1 (lazy, `pipeline.train.items`) ──map source (per-pass permutation)──▶
+    the rank's item ids (lazy, `pipeline.train.items`) ──map source (per-pass permutation)──▶
         map_batches(decode + random window, CPU tasks, one item each)
-        ──▶ {"video": (T, H, W, 3) uint8} ──▶ get_dataset_shard("train").iter_torch_batches(prefetch)
+        ──▶ {"video": (T, H, W, 3) uint8, "item"} in item order ──▶ batches in the fixed order (`pipeline.train.order`)
 
 * Each item names one video (pass p = item // n_videos visits every video once, in an order that changes per pass)
   and yields `clips_per_video` random windows of `num_frames` consecutive 3 FPS samples, short side resized to
@@ -21,12 +21,12 @@ Training stream (Ray Data, streaming into `TorchTrainer` workers):
 * With a frames cache (`data.frames=<url>`, built by `jobs/cache_frames.py`) the same starts are read from it instead
   of decoded (`pipeline/frames/read.py`; a 128² clip is the cached 256² window downscaled); a video the cache lacks
   is decoded from its source, logged and counted (`FramesCache.misses`).
-* Clips of one video are consecutive in the stream, so the trainer reads through a local shuffle buffer
-  (`data.shuffle_buffer_clips`, Ray Data's `local_shuffle_buffer_size`) that mixes them across videos.
-* The item count covers the whole run (`steps × global batch`), so the stream never restarts between "epochs"
-  and the decode tasks stay ahead of the trainers; the training loop re-iterates if failed videos leave it short.
-  The ids are generated as the decode tasks ask for them (`pipeline.train.items`): the paper schedule's first batch
-  comes in seconds, not the ~20 minutes Ray Data took to create one read task per two of its 800,016 items.
+* Clips of one video are consecutive in the stream; the training order mixes them across batches in seeded rounds
+  of at least `data.shuffle_buffer_clips` clips (`pipeline.train.order`).
+* A rank's dataset covers the rest of the run, so the stream never restarts between "epochs" and the decode tasks stay
+  ahead of the trainers; the next positions are opened if failed videos leave it short. The ids are generated as the
+  decode tasks ask for them (`pipeline.train.items`): the paper schedule's first batch comes in seconds, not the ~20
+  minutes Ray Data took to create one read task per two of its 800,016 items.
 
 Validation clips (`load_val_clips`): the first window of each held-out video, decoded once on rank 0.
 """
@@ -109,21 +109,22 @@ def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int,
 
 def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
                   clips_per_video: int, storage_options: dict | None, frames: str = "") -> dict:
-    """map_batches body: item ids -> training clips (rows of uint8 video); with a frames cache (`frames`, a URL)
-    the clips are read from it at the same starts, and a video it lacks is decoded from its source."""
-    clips = []
+    """map_batches body: item ids -> training clips (rows: `video` uint8, `item` the id it came from); with a frames
+    cache (`frames`, a URL) the clips are read from it at the same starts, and a video it lacks is decoded from its
+    source."""
+    clips, items = [], []
     size = decode.size
     for item in batch["id"]:
         src = urls[source_for_item(int(item), len(urls), seed)]
         got = cached_clips(frames, storage_options, src, fps=decode.fps, num_frames=num_frames, count=clips_per_video,
                            seed=(seed, int(item), 7), size=size) if frames else None
-        if got is not None:
-            clips += got
-            continue
-        clips += random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
+        if got is None:
+            got = random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
+        clips += got
+        items += [int(item)] * len(got)
     if not clips:
-        return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8)}
-    return {"video": np.stack(clips)}
+        return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8), "item": np.zeros((0,), np.int64)}
+    return {"video": np.stack(clips), "item": np.array(items, np.int64)}  # item: which id each clip came from
 
 
 def num_train_items(steps: int, global_batch: int, clips_per_video: int) -> int:

@@ -2,12 +2,13 @@
 
 Each worker builds the model (`vidtok`), the loss and the pure-torch step (`vidtok.train_step`), restores the latest
 checkpoint Ray hands it (or initialises: stage 2 from `init_from`), wraps the engine in DDP
-(`ray.train.torch.prepare_model`, `find_unused_parameters=True` as the official run) and reads
-`get_dataset_shard("train").iter_torch_batches(prefetch_batches=…)`; bf16 autocast on GPU. Every `checkpoint_every`
-steps all ranks report a checkpoint (rank 0 the state, each rank its RNG). Rank 0 validates every `val_every` steps
-(PSNR / SSIM / LPIPS, previews as mp4 + PNG), writes TensorBoard events under `<run>/tensorboard`, and at the end
-exports official-layout weights to `<run>/export/`. Stage 2 freezes encoder + regularizer and checks at the end that
-the encoder is bit-identical to its start.
+(`ray.train.torch.prepare_model`, `find_unused_parameters=True` as the official run) and reads its own batches in the
+fixed training order (`pipeline.train.stream.RankStream`, `pipeline.train.order`) from its checkpoint's cursor; bf16
+autocast on GPU. Every `checkpoint_every` steps all ranks report a checkpoint (rank 0 the state, each rank its RNG and
+its data cursor, so a restart at step k trains on the batches an undisturbed run would have). Rank 0 validates every
+`val_every` steps (PSNR / SSIM / LPIPS, previews as mp4 + PNG), writes TensorBoard events under `<run>/tensorboard`, and
+at the end exports official-layout weights to `<run>/export/`. Stage 2 freezes encoder + regularizer and checks at the
+end that the encoder is bit-identical to its start.
 
 Data wait: time blocked on the next batch vs. time in the step, reported as `data_wait_frac` (steady state: after
 the first two steps).
@@ -15,6 +16,7 @@ the first two steps).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -35,6 +37,8 @@ from pipeline.storage import exists, is_remote, join, write_bytes
 from pipeline.train.checkpoint import CKPT_PREFIX, STATE_FILE, export_name, export_official, init_stage2
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import load_val_clips
+from pipeline.train.order import TrainOrder
+from pipeline.train.stream import RankStream
 from vidtok import VidTok
 from vidtok.losses import VidTokLoss
 from vidtok.train_state import module_digest, restore_training_state, state_digest, training_state
@@ -42,6 +46,8 @@ from vidtok.train_step import TrainEngine, TrainState, make_optimizers, rng_stat
 from vidtok.video import to_model_input
 
 log = logging.getLogger(__name__)
+
+DATA_PREFIX = "data_rank"  # data_rank<r>.json in a checkpoint: rank r's order key and cursor after the step
 
 
 def seed_everything(seed: int) -> None:
@@ -56,8 +62,9 @@ def build_engine(cfg: TrainConfig):
 
 
 def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
-    """`(opt_ae, opt_d, state, what happened)`: the latest Ray checkpoint if there is one (exact resume, RNG per
-    rank), else a fresh start (stage 2: weights from `paths.init_from`)."""
+    """`(opt_ae, opt_d, state, data records, what happened)`: the latest Ray checkpoint if there is one (exact resume:
+    rank 0's state, then this rank's RNG and LeCam EMAs; every rank's `data_rank<r>.json` record for the data
+    cursor), else a fresh start (stage 2: weights from `paths.init_from`)."""
     state = TrainState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -67,14 +74,21 @@ def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
         engine.to(device)
         opt_ae, opt_d = make_optimizers(engine, cfg.optim)
         seed_everything(cfg.seed + rank)  # per-rank streams from here (KL sampling, dropout)
-        return opt_ae, opt_d, state, source
+        return opt_ae, opt_d, state, [], source
     with checkpoint.as_directory() as d:
         payload = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
         rng_path = os.path.join(d, f"rng_rank{rank}.pt")
         rng = torch.load(rng_path, map_location="cpu", weights_only=False) if os.path.exists(rng_path) else None
+        cursors = []
+        for name in sorted(n for n in os.listdir(d) if n.startswith(DATA_PREFIX)):
+            with open(os.path.join(d, name)) as f:
+                cursors.append(json.load(f))
     engine.to(device)
     opt_ae, opt_d = make_optimizers(engine, cfg.optim)
     restore_training_state(payload, engine, opt_ae, opt_d, state)
+    own = [c for c in cursors if int(c.get("rank", -1)) == rank and "loss_extra" in c]
+    if own:  # the LeCam EMAs follow each rank's own discriminator logits: rank 0's (in state.pt) are not this rank's
+        engine.loss.load_extra_state(own[0]["loss_extra"])
     if rng is not None:
         set_rng_state(rng)
     else:  # a different world size than the checkpoint: a fresh but step-dependent stream per rank
@@ -83,7 +97,18 @@ def restore_or_init(cfg: TrainConfig, paths, engine, device, rank: int):
         rec = {"resumed_at_step": state.step, "state_digest": state_digest(engine, opt_ae, opt_d), "time": time.time()}
         write_bytes(join(paths.run_dir, "resumes", f"step_{state.step:08d}_{int(time.time() * 1000)}.json"),
                     json.dumps(rec).encode(), paths.storage_options)
-    return opt_ae, opt_d, state, f"resumed at step {state.step}"
+    return opt_ae, opt_d, state, cursors, f"resumed at step {state.step}"
+
+
+class BatchesDigest:
+    """A running SHA-256 over every batch a rank trained on (its uint8 clips, in order), carried across restarts in
+    the checkpoints: two runs with equal digests at a step trained on the same batches (an audit, and the tests')."""
+
+    def __init__(self, hex: str = ""):
+        self.hex = hex
+
+    def add(self, clips: np.ndarray) -> None:
+        self.hex = hashlib.sha256(self.hex.encode() + np.ascontiguousarray(clips).tobytes()).hexdigest()
 
 
 class StepTimer:
@@ -126,7 +151,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     device = ray.train.torch.get_device()
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     engine = build_engine(cfg)
-    opt_ae, opt_d, state, source = restore_or_init(cfg, paths, engine, device, rank)
+    opt_ae, opt_d, state, cursors, source = restore_or_init(cfg, paths, engine, device, rank)
     if rank == 0:
         log.info("%s; preset %s; device %s; world size %d", source, cfg.preset, device, world)
     encoder_digest = module_digest(engine.model.encoder) if cfg.stage == 2 else None
@@ -139,35 +164,40 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         val = load_val_clips(loop_cfg["val_urls"], max_clips=cfg.val_clips, num_frames=loop_cfg["num_frames"],
                              decode=cfg.decode, storage_options=cfg.storage_options)[0]
     tb = TensorBoard(paths.run_dir, cfg.storage_options) if rank == 0 else None
-    shard = ray.train.get_dataset_shard("train")
+    order = TrainOrder(cfg.seed, rank, world, cfg.per_worker_batch, cfg.data.clips_per_video,
+                       cfg.data.shuffle_buffer_clips)
+    cursor = order.resume_cursor(cursors, state.step)
+    stream = RankStream(cfg, order, cursor, ray.get(loop_cfg["train_urls"]), loop_cfg["num_frames"])
+    seen = BatchesDigest(order.own_record(cursors).get("batches_digest", "") if state.step else "")
+    batches = iter(stream)
     timer = StepTimer()
-    while state.step < cfg.steps:
-        batches = shard.iter_torch_batches(batch_size=cfg.per_worker_batch, prefetch_batches=cfg.data.prefetch_batches,
-                                           drop_last=True, dtypes={"video": torch.uint8},
-                                           local_shuffle_buffer_size=cfg.data.shuffle_buffer_clips or None)
-        it, got_any = iter(batches), False
+    try:
         while state.step < cfg.steps:
             t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            got_any = True
+            batch = next(batches, None)
+            if batch is None or batch.step != state.step:  # the stream never ends while any item decodes
+                raise RuntimeError(f"training stream out of step at step {state.step}: "
+                                   f"{'ended' if batch is None else f'batch of step {batch.step}'} (a bug)")
             if loop_cfg.get("fail_at_step") and rank == world - 1 and state.step == loop_cfg["fail_at_step"]:
                 failure_drill(paths, state.step)
             t1 = time.perf_counter()
-            x = to_model_input(batch["video"], device)
+            clips = np.stack(batch.clips)
+            seen.add(clips)
+            x = to_model_input(clips, device)
             metrics = train_step(ddp, opt_ae, opt_d, x, state, cfg.optim, autocast)  # floats: synchronises the device
             timer.add(state.step, t1 - t0, time.perf_counter() - t1)
-            after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb)
-        if not got_any:
-            raise RuntimeError("the training stream produced no batch: every input failed to decode or is shorter "
-                               "than one clip (see the 'training input skipped' warnings)")
+            after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb,
+                       (order, batch.after, seen.hex))
+    finally:
+        batches.close()
+        stream.close()
     finish(cfg, paths, engine, state, encoder_digest, rank, tb)
 
 
-def after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb):
-    """Validate, log and checkpoint on their cadences after step `state.step`."""
+def after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, device, autocast, rank, world, tb,
+               data):
+    """Validate, log and checkpoint on their cadences after step `state.step` (`data`: the rank's `TrainOrder`, its
+    cursor after the step and its batches' digest, saved with the checkpoint)."""
     step = state.step
     do_ckpt = step % cfg.checkpoint_every == 0 or step == cfg.steps
     do_val = val is not None and (step % cfg.val_every == 0 or step == cfg.steps)
@@ -184,7 +214,7 @@ def after_step(cfg, paths, engine, opt_ae, opt_d, state, metrics, timer, val, de
                      "".join(f", {k} {metrics[k]:.4g}" for k in ("val/psnr", "val/ssim") if k in metrics),
                      metrics["clips_per_s_per_worker"], 100 * metrics["window_data_wait_frac"])
     if do_ckpt:
-        report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb)
+        report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb, data)
     elif do_log:
         ray.train.report(scalars(metrics))
 
@@ -222,14 +252,19 @@ def scalars(metrics: dict) -> dict:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not math.isnan(float(v))}
 
 
-def report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb) -> None:
-    """All ranks report one checkpoint dir: rank 0 the training state, every rank its RNG state (merged by Ray)."""
+def report_checkpoint(engine, opt_ae, opt_d, state, cfg, metrics, rank, tb, data) -> None:
+    """All ranks report one checkpoint dir: rank 0 the training state, every rank its RNG state and a record of its
+    data cursor, the digest of the batches it trained on, and its LeCam EMAs (merged by Ray)."""
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             torch.save(training_state(engine, opt_ae, opt_d, state, cfg.preset, cfg.stage), os.path.join(d, STATE_FILE))
             if tb is not None:
                 tb.flush()
         torch.save(rng_state(), os.path.join(d, f"rng_rank{rank}.pt"))
+        order, cursor, seen = data
+        with open(os.path.join(d, f"{DATA_PREFIX}{rank}.json"), "w") as f:
+            json.dump({"rank": rank, "order": order.key(), "cursor": cursor.to_dict(), "batches_digest": seen,
+                       "loss_extra": engine.loss.extra_state()}, f)
         ray.train.report(scalars(metrics), checkpoint=ray.train.Checkpoint.from_directory(d),
                          checkpoint_dir_name=f"{CKPT_PREFIX}{state.step:08d}")
 

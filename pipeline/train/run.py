@@ -1,8 +1,9 @@
 """Two-stage VidTok training on Ray Train — the ONE library function both stage jobs call: `run_training(cfg)`.
 
 Driver: lists the inputs (or writes the sample corpus), holds out validation videos, computes the run's paths once
-(`TrainPaths`), builds the streaming Ray Data training set (`pipeline/train/data.py`) and runs a Train V2
-`TorchTrainer` with `RunConfig(storage_path, name)`, `CheckpointConfig(num_to_keep)` and `FailureConfig(max_failures)`.
+(`TrainPaths`) and runs a Train V2 `TorchTrainer` with `RunConfig(storage_path, name)`,
+`CheckpointConfig(num_to_keep)` and `FailureConfig(max_failures)`; each worker streams its own batches in the fixed
+training order (`pipeline/train/order.py`, `pipeline/train/stream.py`).
 Re-running the same command resumes: Ray Train finds the run's checkpoints under `<output>/<name>` and
 `ray.train.get_checkpoint()` hands the latest to every worker (`pipeline/train/loop.py`).
 
@@ -18,6 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 
+import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
@@ -29,7 +31,6 @@ from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout, is_remote, join, local_path, write_bytes
 from pipeline.train.checkpoint import export_name, latest_checkpoint_dir, ray_storage
 from pipeline.train.config import TrainConfig
-from pipeline.train.data import build_train_dataset
 from pipeline.train.loop import train_loop_per_worker
 from vidtok import preset_config
 
@@ -151,22 +152,19 @@ def _run(cfg: TrainConfig, paths: TrainPaths, claim: OutputClaim, fail_at_step: 
     log.info("stage %d: %d training / %d validation videos, %d steps, global batch %d, %dx%d, %d frames, %d workers",
              cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, cfg.decode.size,
              cfg.decode.size, num_frames, cfg.num_workers)
-    ds = build_train_dataset(train_urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=num_frames,
-                             decode=cfg.decode, clips_per_video=cfg.data.clips_per_video, seed=cfg.seed,
-                             storage_options=cfg.storage_options, decode_task=cfg.decode_task,
-                             frames=cfg.data.frames)
     storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
     trainer = TorchTrainer(
         train_loop_per_worker,
+        # each worker builds its own data stream (pipeline/train/stream.py); the listing goes once to the object store
         train_loop_config={"cfg": cfg, "paths": paths, "val_urls": val_urls, "num_frames": num_frames,
-                           "fail_at_step": fail_at_step},
+                           "train_urls": ray.put(train_urls), "fail_at_step": fail_at_step},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}),
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker},
+            placement_strategy=cfg.placement_strategy),
         run_config=ray.train.RunConfig(
             name=cfg.name, storage_path=storage_path, storage_filesystem=storage_fs,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
-        datasets={"train": ds},
     )
     result = trainer.fit()
     ckpt = latest_checkpoint_dir(paths.run_dir, cfg.storage_options)

@@ -1,0 +1,113 @@
+"""One training rank's clips on Ray Data: its own items, decoded in item order, cut into `TrainOrder` batches.
+
+Each Ray Train worker builds its dataset itself (the trainer gets no `datasets=`): the ids of its items from
+`pipeline.train.items.item_dataset` (the rank's positions from its cursor on, the half-trained round's items first),
+decoded by the tasks of `pipeline.train.data.build_train_dataset`, with Ray Data's `preserve_order`, so the clips
+arrive in item order whatever order the decode tasks finish in; `pipeline.train.order` makes the batches. Why not one
+dataset on the driver: Ray Train re-executes a trainer's dataset from its plan after a `FailureConfig` restart (from
+item 0, while the workers resume at step k), and `get_dataset_shard`'s `streaming_split` hands blocks to the ranks in
+the order the tasks finish, so no rank's batches were reproducible.
+
+Sizes: the W ranks' executors share Ray Data's object-store budget (each gets 1/W of it, as the one dataset had in
+all) and `decode_task.concurrency` (each 1/W, at least 1); decode tasks take CPUs as the cluster has them. A dataset
+covers the items the remaining steps need if no video fails, plus a round; when failed videos leave it short, the
+next positions are opened, and a whole span of items without a clip stops the run with a clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Iterator
+
+from pipeline.train.data import build_train_dataset
+from pipeline.train.items import item_dataset
+from pipeline.train.order import Batch, Cursor, TrainOrder
+
+log = logging.getLogger(__name__)
+
+OBJECT_STORE_FRACTION = 0.5  # Ray Data's default share of the object store for one executor, split over the ranks
+
+
+class RankStream:
+    """The batches of one rank from `cursor` on: iterate it (each `Batch` carries the cursor to checkpoint after its
+    step); `close()` stops the rank's decode tasks."""
+
+    def __init__(self, cfg, order: TrainOrder, cursor: Cursor, urls: list[str], num_frames: int):
+        self.cfg, self.order, self.cursor, self.urls, self.num_frames = cfg, order, cursor, list(urls), num_frames
+        self._open = []  # the dataset iterator being read, to close it early
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.order.batches(self.cursor, self._items())
+
+    def close(self) -> None:
+        for it in self._open:
+            it.close()
+        self._open = []
+
+    def _span(self) -> int:
+        """Items of one dataset: enough for the remaining steps when no video fails, plus a round."""
+        o = self.order
+        left = max(0, self.cfg.steps - self.cursor.step) * o.batch + o.round_clips
+        return max(1, math.ceil(left / o.clips_per_video))
+
+    def dataset(self, head: tuple, first: int, n: int):
+        """Ray Dataset of rows `{"video": (T, H, W, 3) uint8, "item": id}` in item order: ids `head`, then the
+        rank's positions `first … first + n − 1`."""
+        cfg, o = self.cfg, self.order
+        task = cfg.decode_task
+        if task.concurrency:
+            task = dataclasses.replace(task, concurrency=max(1, task.concurrency // o.world))
+        items = item_dataset(n, first=first, world=o.world, rank=o.rank, head=head)
+        ds = build_train_dataset(self.urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=self.num_frames,
+                                 decode=cfg.decode, clips_per_video=o.clips_per_video, seed=cfg.seed,
+                                 storage_options=cfg.storage_options, decode_task=task, frames=cfg.data.frames,
+                                 items=items)
+        ds.context.execution_options.preserve_order = True  # this dataset's copy of the context
+        ds.context.override_object_store_memory_limit_fraction = OBJECT_STORE_FRACTION / o.world
+        return ds
+
+    def _items(self) -> Iterator[tuple[int, list]]:
+        """`(position, clips)` of the rank's items that gave clips, in the order `TrainOrder.batches` reads them."""
+        o = self.order
+        head = tuple(o.item_id(p) for p in o.resume_positions(self.cursor))
+        first = self.cursor.next
+        while True:
+            n = self._span()
+            got = False
+            for pos, clips in self._grouped(self.dataset(head, first, n)):
+                got = True
+                yield pos, clips
+            if not got:
+                raise RuntimeError(f"rank {o.rank}: none of {n + len(head)} training items from position {first} "
+                                   "gave a clip: every input failed to decode or is shorter than one clip (see the "
+                                   "'training input skipped' warnings)")
+            log.info("rank %d: positions %d…%d read; opening the next %d (failed videos left the stream short)",
+                     o.rank, first, first + n - 1, n)
+            head, first = (), first + n
+
+    def _grouped(self, ds) -> Iterator[tuple[int, list]]:
+        """The dataset's clips grouped by item: an item is complete at C clips (or when the next item's come)."""
+        c = self.order.clips_per_video
+        prefetch = max(1, self.cfg.data.prefetch_batches * self.order.batch)  # blocks are single clips
+        it = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=prefetch))
+        self._open.append(it)
+        item, clips = None, []
+        try:
+            for block in it:
+                for video, i in zip(block["video"], block["item"]):
+                    if i != item and clips:
+                        yield self.order.position(item), clips
+                        clips = []
+                    item = int(i)
+                    clips.append(video)
+                    if len(clips) == c:
+                        yield self.order.position(item), clips
+                        clips = []
+            if clips:
+                yield self.order.position(item), clips
+        finally:
+            it.close()
+            if it in self._open:
+                self._open.remove(it)
