@@ -20,6 +20,10 @@ Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import posixpath
 import time
 import uuid
 from dataclasses import fields
@@ -30,12 +34,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.storage import OutputLayout
+from pipeline.storage import OutputLayout, is_remote, local_path, url_to_fs
 
 from .probe import ProbeInfo
 
+log = logging.getLogger(__name__)
+
 INDEX_DIR = "_index"
-_ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos")  # int64 arrays; pts (seconds) is derived from pts_ticks
+KEYED_DIR = "by-source"  # one row file per input, named by the hash of its URL (VideoIndex.find / keep)
+_ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos", "pkt_pts", "pkt_pos", "pkt_size")  # int64 arrays
+_DELTAS = ("pts_ticks", "pkt_pts", "pkt_pos")  # stored delta-coded (small, repetitive numbers compress well)
 _FRACTIONS = ("time_base", "rate")
 
 SCHEMA = pa.schema([
@@ -48,6 +56,8 @@ SCHEMA = pa.schema([
     ("pts_reliable", pa.bool_()), ("decord_ok", pa.bool_()), ("cfr_order", pa.bool_()), ("reordered", pa.bool_()),
     ("indexed_from", pa.string()), ("notes", pa.list_(pa.string())),
     ("pts_ticks", pa.list_(pa.int64())), ("restart_ticks", pa.list_(pa.int64())), ("restart_pos", pa.list_(pa.int64())),
+    ("extradata", pa.binary()), ("pkt_pts", pa.list_(pa.int64())), ("pkt_pos", pa.list_(pa.int64())),
+    ("pkt_size", pa.list_(pa.int64())), ("pkt_key", pa.list_(pa.bool_())),
 ])
 
 
@@ -60,13 +70,17 @@ def record_of(identity: dict, info: ProbeInfo) -> dict:
             continue
         if f.name in _ARRAYS:
             v = np.asarray(v, np.int64)
-            v = np.diff(v, prepend=0).tolist() if f.name == "pts_ticks" else v.tolist()  # delta-coded
+            v = np.diff(v, prepend=0).tolist() if f.name in _DELTAS else v.tolist()
         elif f.name in _FRACTIONS:
             v = str(Fraction(v))
         elif f.name == "rates":
             v = [str(Fraction(r)) for r in v]
         elif f.name == "notes":
             v = list(v)
+        elif f.name == "pkt_key":
+            v = np.asarray(v, bool).tolist()
+        elif f.name == "extradata":
+            v = bytes(v)
         row[f.name] = v
     return row
 
@@ -77,11 +91,17 @@ def info_of(row: dict) -> ProbeInfo:
     for f in fields(ProbeInfo):
         if f.name == "pts":
             continue
+        if f.name not in row:  # a part written before the field existed: its default
+            continue
         v = row[f.name]
         if f.name in _ARRAYS:
             v = np.asarray(v or [], np.int64)
-            if f.name == "pts_ticks":
+            if f.name in _DELTAS:
                 v = np.cumsum(v, dtype=np.int64)
+        elif f.name == "pkt_key":
+            v = np.asarray(v or [], bool)
+        elif f.name == "extradata":
+            v = bytes(v or b"")
         elif f.name in _FRACTIONS:
             v = Fraction(v)
         elif f.name == "rates":
@@ -117,7 +137,7 @@ class VideoIndex:
             return None
         table = pa.Table.from_pylist(records, schema=SCHEMA)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # name order = write order
-        return self.layout.write_table(f"{self.folder}/{name}", table)
+        return self.layout.write_table(posixpath.join(self.folder, name), table)
 
     def lookup(self, identities: Iterable[dict]) -> dict[str, ProbeInfo]:
         """``source -> ProbeInfo`` for the given inputs that have a current row; absent: not indexed, or changed.
@@ -135,3 +155,68 @@ class VideoIndex:
                 if _matches(row, want[row["source"]]):
                     found[row["source"]] = row  # later parts (listed in name order) replace earlier ones
         return {s: info_of(r) for s, r in found.items()}
+
+    @classmethod
+    def at(cls, url: str, storage_options: dict | None = None) -> "VideoIndex":
+        """The index whose folder is ``url`` (e.g. ``s3://bucket/tokens/_index``: the ``index=`` key of a job)."""
+        return cls(OutputLayout(url, storage_options or {}), "")
+
+    def _keyed(self, source: str) -> str:
+        h = hashlib.sha1(source.encode()).hexdigest()
+        return posixpath.join(self.folder, KEYED_DIR, h[:2], f"{h}.parquet")
+
+    def find(self, identity: dict) -> ProbeInfo | None:
+        """The current row of one input from its keyed file (one read, no listing), or None (absent or changed)."""
+        rel = self._keyed(identity["source"])
+        try:
+            rows = self.layout.read_table(self.layout.path(rel)).to_pylist()
+        except FileNotFoundError:
+            return None
+        rows = [r for r in rows if r["source"] == identity["source"] and _matches(r, identity)]
+        return info_of(rows[-1]) if rows else None
+
+    def keep(self, identity: dict, info: ProbeInfo) -> None:
+        """Write (atomically, replacing an older version's) the keyed row of one input."""
+        self.layout.write_table(self._keyed(identity["source"]),
+                                pa.Table.from_pylist([record_of(identity, info)], schema=SCHEMA))
+
+
+def check_index_url(key: str, url: str) -> None:
+    """Fail fast, naming ``key``, when ``url`` cannot be an index folder: an unknown scheme or a local file."""
+    if not url:
+        return
+    try:
+        url_to_fs(url)
+    except Exception as e:  # fsspec: ValueError for an unknown protocol, ImportError for a missing driver
+        raise ValueError(f"{key}={url!r}: not a usable folder URL ({type(e).__name__}: {e}); give the folder of a "
+                         f"video index, e.g. s3://bucket/tokens/_index, or leave {key} empty") from None
+    if not is_remote(url) and os.path.isfile(local_path(url)):
+        raise ValueError(f"{key}={url!r} is a file, not a video index folder (e.g. <tokenize output>/_index), or "
+                         f"leave {key} empty")
+
+
+def identity_of(source: str, storage_options: dict | None = None) -> dict:
+    """``source``'s identity as the store states it now (one metadata request: size, etag, mtime)."""
+    from pipeline.inputs import source_row
+
+    fs, path = url_to_fs(source, storage_options)
+    return {**source_row(fs, fs.info(path)), "source": source}
+
+
+def indexed_info(index: "VideoIndex", source: str, cfg, storage_options: dict | None = None) -> ProbeInfo | None:
+    """``source``'s probe result from ``index``; on a miss (not indexed, or changed since) it is probed (isolated
+    and time-limited like the decode, ``cfg``: a ``DecodeConfig``) and its keyed row written. None when the source
+    cannot be read or probed: the caller's decode then reports why, as without an index."""
+    from .sample import probe_source
+
+    try:
+        identity = identity_of(source, storage_options)
+    except Exception as e:  # missing, denied, the store down: the decode says which, with its reason class
+        log.info("no identity for %s (%s: %s): decoded without the index", source, type(e).__name__, e)
+        return None
+    info = index.find(identity)
+    if info is None:
+        info = probe_source(source, cfg, storage_options)
+        if info is not None:
+            index.keep(identity, info)
+    return info

@@ -42,6 +42,7 @@ from typing import Iterable
 import numpy as np
 
 from pipeline.decode import DecodeConfig, decode_windows, iter_windows
+from pipeline.decode.index import VideoIndex, indexed_info
 from pipeline.decode.windows import RandomWindows
 from pipeline.frames.read import cached_clips
 from pipeline.train.items import item_dataset
@@ -93,11 +94,14 @@ def window_config(decode: DecodeConfig, num_frames: int) -> DecodeConfig:
 
 
 def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int, seed: tuple,
-                 storage_options: dict | None) -> list[np.ndarray]:
+                 storage_options: dict | None, index: str = "") -> list[np.ndarray]:
     """`count` random clips `(num_frames, size, size, 3)` uint8 of `source`, decoding only their frames; the
-    starts are those `random_window` draws with `np.random.default_rng(seed)` from the whole video's samples."""
+    starts are those `random_window` draws with `np.random.default_rng(seed)` from the whole video's samples.
+    `index`: a video index folder (URL) to take the probe result from, and to add it to on a miss."""
     choose = RandomWindows(tuple(seed), count)
-    stream = iter_windows(source, window_config(decode, num_frames), storage_options=storage_options, choose=choose)
+    cfg = window_config(decode, num_frames)
+    info = indexed_info(VideoIndex.at(index, storage_options), source, cfg, storage_options) if index else None
+    stream = iter_windows(source, cfg, storage_options=storage_options, choose=choose, info=info)
     got = {w.index: w.frames for w in stream}
     res = stream.result
     if res.status != "ok" or not got:
@@ -107,7 +111,7 @@ def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int,
 
 
 def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
-                  clips_per_video: int, storage_options: dict | None, frames: str = "") -> dict:
+                  clips_per_video: int, storage_options: dict | None, frames: str = "", index: str = "") -> dict:
     """map_batches body: item ids -> training clips (rows of uint8 video); with a frames cache (`frames`, a URL)
     the clips are read from it at the same starts, and a video it lacks is decoded from its source."""
     clips = []
@@ -119,7 +123,8 @@ def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConf
         if got is not None:
             clips += got
             continue
-        clips += random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
+        clips += random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options,
+                              index)
     if not clips:
         return {"video": np.zeros((0, num_frames, size, size, 3), np.uint8)}
     return {"video": np.stack(clips)}
@@ -132,16 +137,16 @@ def num_train_items(steps: int, global_batch: int, clips_per_video: int) -> int:
 
 def build_train_dataset(urls: list[str], *, steps: int, global_batch: int, num_frames: int, decode: DecodeConfig,
                         clips_per_video: int, seed: int, storage_options: dict | None, decode_task=None, items=None,
-                        frames: str = ""):
+                        frames: str = "", index: str = ""):
     """The streaming training dataset: rows `{"video": (num_frames, size, size, 3) uint8}` for the whole run;
     `decode_task` (`pipeline.config.DecodeTaskConfig`) sets what each decode task reserves; `frames`: a frames cache
-    to read clips from (`data.frames`, pipeline/frames/). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows
+    to read clips from (`data.frames`, pipeline/frames/); `index`: the video index folder (`index`). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows
     to use instead of `pipeline.train.items.item_dataset`."""
     if not urls:
         raise ValueError("no training videos: check `input` (prefix or manifest) and `data.extensions`")
     n_items = num_train_items(steps, global_batch, clips_per_video)
     fn = partial(_decode_items, urls=list(urls), seed=seed, decode=decode, num_frames=num_frames,
-                 clips_per_video=clips_per_video, storage_options=storage_options, frames=frames)
+                 clips_per_video=clips_per_video, storage_options=storage_options, frames=frames, index=index)
     # One item per decode task (the ids come one per block): short tasks, so the stream starts fast and balances.
     kwargs = {"num_cpus": decode_task.num_cpus if decode_task else 1.0, "batch_size": 1, "batch_format": "numpy"}
     if decode_task is not None and decode_task.concurrency:

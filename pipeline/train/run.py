@@ -29,6 +29,7 @@ from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout, is_remote, join, local_path, write_bytes
 from pipeline.train.checkpoint import export_name, latest_checkpoint_dir, ray_storage
 from pipeline.train.config import TrainConfig
+from pipeline.decode.index import INDEX_DIR
 from pipeline.train.data import build_train_dataset
 from pipeline.train.loop import train_loop_per_worker
 from vidtok import preset_config
@@ -154,7 +155,7 @@ def _run(cfg: TrainConfig, paths: TrainPaths, claim: OutputClaim, fail_at_step: 
     ds = build_train_dataset(train_urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=num_frames,
                              decode=cfg.decode, clips_per_video=cfg.data.clips_per_video, seed=cfg.seed,
                              storage_options=cfg.storage_options, decode_task=cfg.decode_task,
-                             frames=cfg.data.frames)
+                             frames=cfg.data.frames, index=cfg.index or join(paths.output, INDEX_DIR))
     storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
     trainer = TorchTrainer(
         train_loop_per_worker,
