@@ -37,7 +37,11 @@ from .source import Readable, read_range
 from .spatial import Size
 from .status import CORRUPT, DecodeError
 
-PACKET_CODECS = {"h264", "hevc", "mpeg4"}  # stored as the decoder takes them in MP4/MOV (checked by the tests)
+# Codecs whose MP4/MOV packets decode to the container path's frames from a bare context (tests/decode/
+# test_packets.py). Not MPEG-4 part 2 (its frames differ from the container path's by up to 243 levels: the
+# decoder takes more than the extradata from the stream) nor AV1 through libdav1d (frames held back); those, and
+# other containers, decode windows through the container (``backends.iter_pyav``, seeking), as before.
+PACKET_CODECS = {"h264", "hevc"}
 CHUNK_BYTES = 1 << 20  # largest ranged read of a span (memory: one chunk, or one packet if larger)
 
 
@@ -73,9 +77,12 @@ class _Span:
         self.base, self.data = start, b""
 
     def get(self, pos: int, size: int) -> bytes:
-        if not (self.base <= pos and pos + size <= self.base + len(self.data)):
-            n = max(size, min(self.chunk, self.end - pos))
-            self.base, self.data = pos, read_range(self.readable, pos, n)
+        have = self.base + len(self.data)
+        if not (self.base <= pos and pos + size <= have):
+            keep = self.data[pos - self.base :] if self.base <= pos < have else b""  # read already: not again
+            start = pos + len(keep)
+            n = max(pos + size - start, min(self.chunk, self.end - start))
+            self.base, self.data = pos, keep + read_range(self.readable, start, n)
             if len(self.data) < size:
                 raise DecodeError(CORRUPT, f"packet at byte {pos} ({size} bytes) runs past the end of the file")
         return self.data[pos - self.base : pos - self.base + size]
