@@ -100,3 +100,26 @@ def test_data_index_key_rejects_bad_urls(tmp_path):
         with pytest.raises(ValueError, match="index="):
             load_config(TrainConfig, None, [f"index={bad}"])
     assert load_config(TrainConfig, None, [f"index={tmp_path}"]).index == str(tmp_path)
+
+
+def test_data_decode_items_build_the_index_once_and_reindex_changes(tmp_path):
+    """The decode task body with `index`: the first clip of a video writes its keyed row, later clips (another stage
+    reading the same index) reuse it unchanged, and a replaced video is probed again and its row replaced."""
+    from pipeline.decode.index import VideoIndex, identity_of
+    from pipeline.train.data import _decode_items
+
+    path, index = tmp_path / "v.mp4", str(tmp_path / "out" / "_index")
+    write_synthetic_video(path, 10 * 24, 24, size=(96, 64), gop=24, bframes=2)
+    kw = dict(urls=[str(path)], seed=3, decode=DecodeConfig(size=32), num_frames=9, clips_per_video=2,
+              storage_options=None, index=index)
+    first = _decode_items({"id": np.array([0])}, **kw)["video"]
+    rows = list((tmp_path / "out" / "_index").rglob("*.parquet"))
+    assert first.shape == (2, 9, 32, 32, 3) and len(rows) == 1
+    stamp = rows[0].stat().st_mtime_ns
+    again = _decode_items({"id": np.array([0])}, **{**kw, "decode": DecodeConfig(size=64)})["video"]
+    assert again.shape == (2, 9, 64, 64, 3) and rows[0].stat().st_mtime_ns == stamp  # read, not rewritten
+    plain = _decode_items({"id": np.array([0])}, **{**kw, "index": ""})["video"]
+    assert np.array_equal(first, plain)  # the index changes what is read, not the clips
+    write_synthetic_video(path, 12 * 24, 24, size=(96, 64), gop=24, bframes=2)  # the object changes
+    _decode_items({"id": np.array([0])}, **kw)
+    assert VideoIndex.at(index).find(identity_of(str(path))).num_packets == 12 * 24
