@@ -7,15 +7,36 @@ encoding stores a constant-rate video in a few bytes), the key frames the decode
 ``restart_ticks`` and byte offset ``restart_pos``) and how they were found (``indexed_from``: ``header`` for
 MP4/MOV sample tables, ``demux`` otherwise; ``pipeline/decode/header.py``). That is all the exact 3 FPS rule
 (``resample.select_frames``) and the window plan need, so a reader turns a row back into the ``ProbeInfo`` the
-probe would give (``info_of``; exact, tested on the decode matrix).
+probe would give (``info_of``; exact, tested on the decode matrix). For MP4/MOV a row also holds what a decoder
+needs to decode a window without opening the container (``packets.py``): the codec's ``extradata`` and the packet
+table (``pkt_pts`` delta-coded, ``pkt_pos`` as the gap before each packet, ``pkt_size``, ``pkt_key``: every video
+packet in decode order, the information of the `moov` box's sample tables; a keyed row of a 60-s 30 fps video is
+16 KB). Rows of parts written before
+these columns existed read back with an empty table (windows then decode through the container).
 
-Where it lives: ``<output>/_index/part-<time>-<random>.parquet`` files (``VideoIndex``), each written atomically by
-whoever probed a batch of inputs; any job can be pointed at another job's ``_index/``. When it is rebuilt: a row counts only
-for the same source with the same size and, where the listing gives them, the same etag and mtime (``lookup``), so
-a replaced object is probed again and its new row supersedes the old (the newest matching part wins). Only
-successful probes are stored: a failure is the status table's business, and a transient one must be retried.
+Where it lives, two layouts in one folder (``<output>/_index/`` by default; any job can be pointed at another's):
 
-Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster.
+* batch parts ``part-<time>-<random>.parquet`` (``add`` / ``lookup``), written atomically by whoever probed a batch
+  of inputs (the tokenize dry run); a lookup reads the asked-for rows of every part — right for a planner that
+  resolves a batch of inputs at once.
+* keyed rows ``by-source/<h[:2]>/<h>.parquet``, ``h`` the sha1 of the source URL (``find`` / ``keep``): one file per
+  input, found without a listing. This is what training uses (``indexed_info``): a decode task draws one video per
+  item out of up to 10^6, so it must reach that video's row alone — not load the index (10^6 rows of packet tables
+  are gigabytes), not list or scan thousands of parts for every clip. One HEAD (the object's identity) and one GET
+  of one small file (16 KB for a minute at 30 fps) per clip; a miss (first use, or a changed object) probes the
+  video once, isolated and time-limited like a decode, and writes its row; concurrent first uses write the same
+  row, atomically, last one wins. Alternatives weighed: the driver resolving every row once and shipping them with the items (memory grows
+  with the corpus, and the packet tables would ride in every task), or parts partitioned by source hash (still a
+  listing plus footers per lookup, and a writer per partition).
+
+When it is rebuilt: a row counts only for the same source with the same size and, where the listing (or the
+object's metadata, for keyed rows: ``identity_of``, one HEAD) gives them, the same etag and mtime (``lookup`` /
+``find``), so a replaced object is probed again and its new row supersedes the old (the newest matching part wins;
+a keyed row is overwritten). Only successful probes are stored: a failure is the status table's business, and a
+transient one must be retried.
+
+Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster; a miss in ``indexed_info`` probes through the
+decode child (``sample.probe_source``).
 """
 
 from __future__ import annotations
@@ -43,7 +64,7 @@ log = logging.getLogger(__name__)
 INDEX_DIR = "_index"
 KEYED_DIR = "by-source"  # one row file per input, named by the hash of its URL (VideoIndex.find / keep)
 _ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos", "pkt_pts", "pkt_pos", "pkt_size")  # int64 arrays
-_DELTAS = ("pts_ticks", "pkt_pts", "pkt_pos")  # stored delta-coded (small, repetitive numbers compress well)
+_DELTAS = ("pts_ticks", "pkt_pts")  # stored delta-coded (small, repetitive numbers compress well)
 _FRACTIONS = ("time_base", "rate")
 
 SCHEMA = pa.schema([
@@ -82,7 +103,14 @@ def record_of(identity: dict, info: ProbeInfo) -> dict:
         elif f.name == "extradata":
             v = bytes(v)
         row[f.name] = v
+    if len(info.pkt_pos):  # stored as the gap before each packet (mostly 0: packets follow each other)
+        row["pkt_pos"] = (info.pkt_pos - _ends_before(info.pkt_pos, info.pkt_size)).tolist()
     return row
+
+
+def _ends_before(pos: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Per packet, where the packet before it ends (0 for the first)."""
+    return np.concatenate([[0], (pos + size)[:-1]]).astype(np.int64)
 
 
 def info_of(row: dict) -> ProbeInfo:
@@ -110,6 +138,9 @@ def info_of(row: dict) -> ProbeInfo:
             v = list(v or [])
         kw[f.name] = v
     info = ProbeInfo(pts=np.empty(0), **kw)
+    if len(info.pkt_pos):
+        gaps = info.pkt_pos  # pos[j] = gap[j] + pos[j-1] + size[j-1]
+        info.pkt_pos = np.cumsum(gaps + np.concatenate([[0], info.pkt_size[:-1]]), dtype=np.int64)
     if info.pts_reliable:
         info.pts = info.pts_ticks * float(info.time_base)
     return info
