@@ -15,6 +15,13 @@ Training stream (Ray Data, streaming into `TorchTrainer` workers):
   frame before the window's first sample and decodes through its last, by the same timestamp rule — the clip is
   the one whole-video decoding would cut at that start (tests/train/test_data.py). AVI / MPEG-PS carry no timestamps
   to plan from: those still decode the whole video.
+* Only the window is read (H.264 / HEVC in MP4/MOV): the probe result comes from the video index (`index`, default
+  `<output>/_index`, shared by both stages; `pipeline/decode/index.py`: one keyed row per video, written on its
+  first clip and re-written when the object changes), and the window's packets go straight to a codec context
+  (`pipeline/decode/packets.py`), so the store serves the bytes from the key frame before the window's first sample
+  to its last sample's packet, once (1.00x that range on S3, tests/train/test_data.py), plus one HEAD and the index
+  row. Without an index each clip probes the header again (the `moov` box and the first read block); other
+  containers and codecs seek and decode through the container, reading whole read blocks.
 * Window start: uniform over `[0, N − T]` of the N sampled frames; a video with fewer than T samples is padded by
   repeating its last frame (spec §13.1 step 7). This replaces the official frame-stride rule (which drifts at 25 fps
   and breaks on variable frame rate) by the project's timestamp rule; the randomness is the same in kind.
