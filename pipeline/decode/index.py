@@ -41,6 +41,7 @@ decode child (``sample.probe_source``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -62,6 +63,7 @@ from .probe import ProbeInfo
 log = logging.getLogger(__name__)
 
 INDEX_DIR = "_index"
+PROBE_BLOCK_BYTES = 1 << 20  # read block of a probe that fills the index on a miss (indexed_info)
 KEYED_DIR = "by-source"  # one row file per input, named by the hash of its URL (VideoIndex.find / keep)
 _ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos", "pkt_pts", "pkt_pos", "pkt_size")  # int64 arrays
 _DELTAS = ("pts_ticks", "pkt_pts")  # stored delta-coded (small, repetitive numbers compress well)
@@ -246,8 +248,9 @@ def indexed_info(index: "VideoIndex", source: str, cfg, storage_options: dict | 
         log.info("no identity for %s (%s: %s): decoded without the index", source, type(e).__name__, e)
         return None
     info = index.find(identity)
-    if info is None:
-        info = probe_source(source, cfg, storage_options)
+    if info is None:  # read blocks of at most 1 MiB: an MP4's header probe fetches the first and the `moov` one(s)
+        probe_cfg = dataclasses.replace(cfg, read_block_bytes=min(cfg.read_block_bytes, PROBE_BLOCK_BYTES))
+        info = probe_source(source, probe_cfg, storage_options)
         if info is not None:
             index.keep(identity, info)
     return info
