@@ -14,7 +14,7 @@ runs in a fresh process, ``--runs`` items each with its own random start, for th
   from the index, so a clip reads only its packets. The first clip of the video (which probes it and writes its row)
   is counted apart, as ``first use``.
 
-Goal (issue 25): bytes per clip ≤ 2× the clip's range — from the key frame before its first sample to the last
+Goal: bytes per clip ≤ 2× the clip's range — from the key frame before its first sample to the last
 packet of its samples, computed from the probe's packet table for each item's start. Medians; the ratio column is
 the median of per-clip ratios.
 
