@@ -247,10 +247,19 @@ def indexed_info(index: "VideoIndex", source: str, cfg, storage_options: dict | 
     except Exception as e:  # missing, denied, the store down: the decode says which, with its reason class
         log.info("no identity for %s (%s: %s): decoded without the index", source, type(e).__name__, e)
         return None
-    info = index.find(identity)
+    try:
+        info = index.find(identity)
+    except Exception as e:  # the index unreadable (store down, a foreign file): decode as without one
+        log.warning("video index %s unreadable for %s (%s: %s): probing the source", index.layout.url, source,
+                    type(e).__name__, e)
+        return None
     if info is None:  # read blocks of at most 1 MiB: an MP4's header probe fetches the first and the `moov` one(s)
         probe_cfg = dataclasses.replace(cfg, read_block_bytes=min(cfg.read_block_bytes, PROBE_BLOCK_BYTES))
         info = probe_source(source, probe_cfg, storage_options)
         if info is not None:
-            index.keep(identity, info)
+            try:
+                index.keep(identity, info)
+            except Exception as e:  # a later clip probes again; this one goes on with what it has
+                log.warning("cannot add %s to the video index %s (%s: %s)", source, index.layout.url,
+                            type(e).__name__, e)
     return info

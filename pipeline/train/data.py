@@ -147,8 +147,9 @@ def build_train_dataset(urls: list[str], *, steps: int, global_batch: int, num_f
                         frames: str = "", index: str = ""):
     """The streaming training dataset: rows `{"video": (num_frames, size, size, 3) uint8}` for the whole run;
     `decode_task` (`pipeline.config.DecodeTaskConfig`) sets what each decode task reserves; `frames`: a frames cache
-    to read clips from (`data.frames`, pipeline/frames/); `index`: the video index folder (`index`). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows
-    to use instead of `pipeline.train.items.item_dataset`."""
+    to read clips from (`data.frames`, pipeline/frames/); `index`: the video index folder (the `index` key; "" = no
+    index, every clip probes its source). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows to use instead
+    of `pipeline.train.items.item_dataset`."""
     if not urls:
         raise ValueError("no training videos: check `input` (prefix or manifest) and `data.extensions`")
     n_items = num_train_items(steps, global_batch, clips_per_video)

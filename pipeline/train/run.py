@@ -22,6 +22,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from pipeline.config import to_yaml
+from pipeline.decode.index import INDEX_DIR
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import list_urls
 from pipeline.ray_utils import RayLogs, ray_session
@@ -29,7 +30,6 @@ from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout, is_remote, join, local_path, write_bytes
 from pipeline.train.checkpoint import export_name, latest_checkpoint_dir, ray_storage
 from pipeline.train.config import TrainConfig
-from pipeline.decode.index import INDEX_DIR
 from pipeline.train.data import build_train_dataset
 from pipeline.train.loop import train_loop_per_worker
 from vidtok import preset_config
