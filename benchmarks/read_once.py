@@ -9,7 +9,8 @@
    8cd0f11, `main` before this change) and with this checkout.
 2. **Bytes per training clip** (`pipeline.train.data.random_clips`: one random 17-frame 128² clip at 3 FPS) of a
    ``--train-seconds`` 720p H.264 MP4 (``veryfast``, GOP 250, 3 B-frames) on the same server, before and after, for
-   ``--runs`` items (each its own random start); the target is reading only the clip's byte range (not met yet).
+   ``--runs`` items (each its own random start), without an index; ``benchmarks/train_reads.py`` measures the clip's
+   byte range and the index path.
 3. **Indexing a long MP4** (goal: the header, not the file). A ``--minutes`` 1280×720 30 fps H.264 MP4 (``-preset
    ultrafast -g 250``, index at the end as ffmpeg writes it; cached in ``--workdir``) is probed as a remote object
    (`source.RemoteObject` over ``file://``, so the block cache counts what it fetches) from its header and by

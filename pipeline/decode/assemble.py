@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from . import packets
 from . import status as st
 from .backends import Unverified, iter_decord, iter_pyav
 from .config import DecodeConfig
@@ -65,6 +66,9 @@ class Frames:
                 log.info("%s", self.notes[-1])
                 self.backend = "pyav" if last < 0 else "decord+pyav"
                 runs = [r[r > last] for r in runs]
+        if self.seek and packets.usable(self.info):  # windows of an MP4/MOV: only their packets are read
+            yield from packets.iter_packets(self.readable, self.info, runs, size, threads, self.cfg.read_block_bytes)
+            return
         yield from iter_pyav(self.readable, self.info, runs, size, threads, seek=self.seek)
 
 

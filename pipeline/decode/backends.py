@@ -88,13 +88,15 @@ def iter_decord(readable: Readable, info: ProbeInfo, wanted: np.ndarray, size: S
         del vr
 
 
-def _sampled(frame, size: Size) -> np.ndarray:
-    """(h, w, 3) uint8 of a sampled PyAV frame: turned for display by its display matrix, then the spatial policy.
+def _sampled(frame, size: Size, turn: int | None = None) -> np.ndarray:
+    """(h, w, 3) uint8 of a sampled PyAV frame: turned for display by its display matrix (or by ``turn`` degrees
+    counter-clockwise, for frames decoded without their container: ``packets.py``), then the spatial policy.
 
     swscale converts to rgb24, never rgba: this FFmpeg's YUV->RGBA path gets the last two columns wrong at widths
     such as 850 or 162 and, with its slice threads, differs from run to run (tests check). Unturned frames go to
     Pillow straight from the converted plane (``rgb_image``), skipping a numpy copy (~0.7 ms per 720p frame)."""
-    quarter = int(round((frame.rotation or 0) / 90.0)) % 4  # counter-clockwise quarter turns, as np.rot90 counts
+    deg = (frame.rotation or 0) if turn is None else turn
+    quarter = int(round(deg / 90.0)) % 4  # counter-clockwise quarter turns, as np.rot90 counts
     size = normalize_size(size)
     if quarter or size is None:
         arr = frame.to_ndarray(format="rgb24")

@@ -7,19 +7,45 @@ encoding stores a constant-rate video in a few bytes), the key frames the decode
 ``restart_ticks`` and byte offset ``restart_pos``) and how they were found (``indexed_from``: ``header`` for
 MP4/MOV sample tables, ``demux`` otherwise; ``pipeline/decode/header.py``). That is all the exact 3 FPS rule
 (``resample.select_frames``) and the window plan need, so a reader turns a row back into the ``ProbeInfo`` the
-probe would give (``info_of``; exact, tested on the decode matrix).
+probe would give (``info_of``; exact, tested on the decode matrix). For MP4/MOV a row also holds what a decoder
+needs to decode a window without opening the container (``packets.py``): the codec's ``extradata`` and the packet
+table (``pkt_pts`` delta-coded, ``pkt_pos`` as the gap before each packet, ``pkt_size``, ``pkt_key``: every video
+packet in decode order, the information of the `moov` box's sample tables; a keyed row of a 60-s 30 fps video is
+16 KB). Rows of parts written before
+these columns existed read back with an empty table (windows then decode through the container).
 
-Where it lives: ``<output>/_index/part-<time>-<random>.parquet`` files (``VideoIndex``), each written atomically by
-whoever probed a batch of inputs; any job can be pointed at another job's ``_index/``. When it is rebuilt: a row counts only
-for the same source with the same size and, where the listing gives them, the same etag and mtime (``lookup``), so
-a replaced object is probed again and its new row supersedes the old (the newest matching part wins). Only
-successful probes are stored: a failure is the status table's business, and a transient one must be retried.
+Where it lives, two layouts in one folder (``<output>/_index/`` by default; any job can be pointed at another's):
 
-Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster.
+* batch parts ``part-<time>-<random>.parquet`` (``add`` / ``lookup``), written atomically by whoever probed a batch
+  of inputs (the tokenize dry run); a lookup reads the asked-for rows of every part — right for a planner that
+  resolves a batch of inputs at once.
+* keyed rows ``by-source/<h[:2]>/<h>.parquet``, ``h`` the sha1 of the source URL (``find`` / ``keep``): one file per
+  input, found without a listing. This is what training uses (``indexed_info``): a decode task draws one video per
+  item out of up to 10^6, so it must reach that video's row alone — not load the index (10^6 rows of packet tables
+  are gigabytes), not list or scan thousands of parts for every clip. One HEAD (the object's identity) and one GET
+  of one small file (16 KB for a minute at 30 fps) per clip; a miss (first use, or a changed object) probes the
+  video once, isolated and time-limited like a decode, and writes its row; concurrent first uses write the same
+  row, atomically, last one wins. Alternatives weighed: the driver resolving every row once and shipping them with the items (memory grows
+  with the corpus, and the packet tables would ride in every task), or parts partitioned by source hash (still a
+  listing plus footers per lookup, and a writer per partition).
+
+When it is rebuilt: a row counts only for the same source with the same size and, where the listing (or the
+object's metadata, for keyed rows: ``identity_of``, one HEAD) gives them, the same etag and mtime (``lookup`` /
+``find``), so a replaced object is probed again and its new row supersedes the old (the newest matching part wins;
+a keyed row is overwritten). Only successful probes are stored: a failure is the status table's business, and a
+transient one must be retried.
+
+Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster; a miss in ``indexed_info`` probes through the
+decode child (``sample.probe_source``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import logging
+import os
+import posixpath
 import time
 import uuid
 from dataclasses import fields
@@ -30,12 +56,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.storage import OutputLayout
+from pipeline.storage import OutputLayout, is_remote, local_path, url_to_fs
 
 from .probe import ProbeInfo
 
+log = logging.getLogger(__name__)
+
 INDEX_DIR = "_index"
-_ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos")  # int64 arrays; pts (seconds) is derived from pts_ticks
+PROBE_BLOCK_BYTES = 1 << 20  # read block of a probe that fills the index on a miss (indexed_info)
+KEYED_DIR = "by-source"  # one row file per input, named by the hash of its URL (VideoIndex.find / keep)
+_ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos", "pkt_pts", "pkt_pos", "pkt_size")  # int64 arrays
+_DELTAS = ("pts_ticks", "pkt_pts")  # stored delta-coded (small, repetitive numbers compress well)
 _FRACTIONS = ("time_base", "rate")
 
 SCHEMA = pa.schema([
@@ -48,6 +79,8 @@ SCHEMA = pa.schema([
     ("pts_reliable", pa.bool_()), ("decord_ok", pa.bool_()), ("cfr_order", pa.bool_()), ("reordered", pa.bool_()),
     ("indexed_from", pa.string()), ("notes", pa.list_(pa.string())),
     ("pts_ticks", pa.list_(pa.int64())), ("restart_ticks", pa.list_(pa.int64())), ("restart_pos", pa.list_(pa.int64())),
+    ("extradata", pa.binary()), ("pkt_pts", pa.list_(pa.int64())), ("pkt_pos", pa.list_(pa.int64())),
+    ("pkt_size", pa.list_(pa.int64())), ("pkt_key", pa.list_(pa.bool_())),
 ])
 
 
@@ -60,15 +93,26 @@ def record_of(identity: dict, info: ProbeInfo) -> dict:
             continue
         if f.name in _ARRAYS:
             v = np.asarray(v, np.int64)
-            v = np.diff(v, prepend=0).tolist() if f.name == "pts_ticks" else v.tolist()  # delta-coded
+            v = np.diff(v, prepend=0).tolist() if f.name in _DELTAS else v.tolist()
         elif f.name in _FRACTIONS:
             v = str(Fraction(v))
         elif f.name == "rates":
             v = [str(Fraction(r)) for r in v]
         elif f.name == "notes":
             v = list(v)
+        elif f.name == "pkt_key":
+            v = np.asarray(v, bool).tolist()
+        elif f.name == "extradata":
+            v = bytes(v)
         row[f.name] = v
+    if len(info.pkt_pos):  # stored as the gap before each packet (mostly 0: packets follow each other)
+        row["pkt_pos"] = (info.pkt_pos - _ends_before(info.pkt_pos, info.pkt_size)).tolist()
     return row
+
+
+def _ends_before(pos: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Per packet, where the packet before it ends (0 for the first)."""
+    return np.concatenate([[0], (pos + size)[:-1]]).astype(np.int64)
 
 
 def info_of(row: dict) -> ProbeInfo:
@@ -77,11 +121,17 @@ def info_of(row: dict) -> ProbeInfo:
     for f in fields(ProbeInfo):
         if f.name == "pts":
             continue
+        if f.name not in row:  # a part written before the field existed: its default
+            continue
         v = row[f.name]
         if f.name in _ARRAYS:
             v = np.asarray(v or [], np.int64)
-            if f.name == "pts_ticks":
+            if f.name in _DELTAS:
                 v = np.cumsum(v, dtype=np.int64)
+        elif f.name == "pkt_key":
+            v = np.asarray(v or [], bool)
+        elif f.name == "extradata":
+            v = bytes(v or b"")
         elif f.name in _FRACTIONS:
             v = Fraction(v)
         elif f.name == "rates":
@@ -90,6 +140,9 @@ def info_of(row: dict) -> ProbeInfo:
             v = list(v or [])
         kw[f.name] = v
     info = ProbeInfo(pts=np.empty(0), **kw)
+    if len(info.pkt_pos):
+        gaps = info.pkt_pos  # pos[j] = gap[j] + pos[j-1] + size[j-1]
+        info.pkt_pos = np.cumsum(gaps + np.concatenate([[0], info.pkt_size[:-1]]), dtype=np.int64)
     if info.pts_reliable:
         info.pts = info.pts_ticks * float(info.time_base)
     return info
@@ -117,7 +170,7 @@ class VideoIndex:
             return None
         table = pa.Table.from_pylist(records, schema=SCHEMA)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # name order = write order
-        return self.layout.write_table(f"{self.folder}/{name}", table)
+        return self.layout.write_table(posixpath.join(self.folder, name), table)
 
     def lookup(self, identities: Iterable[dict]) -> dict[str, ProbeInfo]:
         """``source -> ProbeInfo`` for the given inputs that have a current row; absent: not indexed, or changed.
@@ -135,3 +188,78 @@ class VideoIndex:
                 if _matches(row, want[row["source"]]):
                     found[row["source"]] = row  # later parts (listed in name order) replace earlier ones
         return {s: info_of(r) for s, r in found.items()}
+
+    @classmethod
+    def at(cls, url: str, storage_options: dict | None = None) -> "VideoIndex":
+        """The index whose folder is ``url`` (e.g. ``s3://bucket/tokens/_index``: the ``index=`` key of a job)."""
+        return cls(OutputLayout(url, storage_options or {}), "")
+
+    def _keyed(self, source: str) -> str:
+        h = hashlib.sha1(source.encode()).hexdigest()
+        return posixpath.join(self.folder, KEYED_DIR, h[:2], f"{h}.parquet")
+
+    def find(self, identity: dict) -> ProbeInfo | None:
+        """The current row of one input from its keyed file (one read, no listing), or None (absent or changed)."""
+        rel = self._keyed(identity["source"])
+        try:
+            rows = self.layout.read_table(self.layout.path(rel)).to_pylist()
+        except FileNotFoundError:
+            return None
+        rows = [r for r in rows if r["source"] == identity["source"] and _matches(r, identity)]
+        return info_of(rows[-1]) if rows else None
+
+    def keep(self, identity: dict, info: ProbeInfo) -> None:
+        """Write (atomically, replacing an older version's) the keyed row of one input."""
+        self.layout.write_table(self._keyed(identity["source"]),
+                                pa.Table.from_pylist([record_of(identity, info)], schema=SCHEMA))
+
+
+def check_index_url(key: str, url: str) -> None:
+    """Fail fast, naming ``key``, when ``url`` cannot be an index folder: an unknown scheme or a local file."""
+    if not url:
+        return
+    try:
+        url_to_fs(url)
+    except Exception as e:  # fsspec: ValueError for an unknown protocol, ImportError for a missing driver
+        raise ValueError(f"{key}={url!r}: not a usable folder URL ({type(e).__name__}: {e}); give the folder of a "
+                         f"video index, e.g. s3://bucket/tokens/_index, or leave {key} empty") from None
+    if not is_remote(url) and os.path.isfile(local_path(url)):
+        raise ValueError(f"{key}={url!r} is a file, not a video index folder (e.g. <tokenize output>/_index), or "
+                         f"leave {key} empty")
+
+
+def identity_of(source: str, storage_options: dict | None = None) -> dict:
+    """``source``'s identity as the store states it now (one metadata request: size, etag, mtime)."""
+    from pipeline.inputs import source_row
+
+    fs, path = url_to_fs(source, storage_options)
+    return {**source_row(fs, fs.info(path)), "source": source}
+
+
+def indexed_info(index: "VideoIndex", source: str, cfg, storage_options: dict | None = None) -> ProbeInfo | None:
+    """``source``'s probe result from ``index``; on a miss (not indexed, or changed since) it is probed (isolated
+    and time-limited like the decode, ``cfg``: a ``DecodeConfig``) and its keyed row written. None when the source
+    cannot be read or probed: the caller's decode then reports why, as without an index."""
+    from .sample import probe_source
+
+    try:
+        identity = identity_of(source, storage_options)
+    except Exception as e:  # missing, denied, the store down: the decode says which, with its reason class
+        log.info("no identity for %s (%s: %s): decoded without the index", source, type(e).__name__, e)
+        return None
+    try:
+        info = index.find(identity)
+    except Exception as e:  # the index unreadable (store down, a foreign file): decode as without one
+        log.warning("video index %s unreadable for %s (%s: %s): probing the source", index.layout.url, source,
+                    type(e).__name__, e)
+        return None
+    if info is None:  # read blocks of at most 1 MiB: an MP4's header probe fetches the first and the `moov` one(s)
+        probe_cfg = dataclasses.replace(cfg, read_block_bytes=min(cfg.read_block_bytes, PROBE_BLOCK_BYTES))
+        info = probe_source(source, probe_cfg, storage_options)
+        if info is not None:
+            try:
+                index.keep(identity, info)
+            except Exception as e:  # a later clip probes again; this one goes on with what it has
+                log.warning("cannot add %s to the video index %s (%s: %s)", source, index.layout.url,
+                            type(e).__name__, e)
+    return info

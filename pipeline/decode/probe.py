@@ -99,6 +99,14 @@ class ProbeInfo:
     reordered: bool = False  # presentation order differs from decode order (B-frames)
     indexed_from: str = "demux"  # header: MP4/MOV sample tables, media data not read (header.py) | demux: every packet
     notes: list[str] = field(default_factory=list)
+    # MP4/MOV only (else empty): what a decoder needs to decode a window without opening the container
+    # (``packets.py``): the codec's extradata and every video packet in decode order — pts ticks, byte offset, size,
+    # sync flag. A packet of these containers is exactly the bytes ``pos … pos + size`` of the file.
+    extradata: bytes = field(default=b"", repr=False)
+    pkt_pts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    pkt_pos: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    pkt_size: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    pkt_key: np.ndarray = field(default_factory=lambda: np.empty(0, bool), repr=False)
 
 
 def _looks_like_video_container(head: bytes) -> bool:
@@ -189,7 +197,7 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
                 return probe(readable, header_only=False)
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
-        keys, pos = [], []  # per packet, decode order: key flag (demux) / byte offset
+        keys, pos, sizes = [], [], []  # per packet, decode order: key flag (demux) / byte offset / size
         try:
             for pkt in container.demux(stream):
                 if pkt.size == 0:
@@ -198,6 +206,7 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
                 pts.append(pkt.pts)
                 keys.append(pkt.is_keyframe)
                 pos.append(-1 if pkt.pos is None else pkt.pos)
+                sizes.append(pkt.size)
                 durs.append(pkt.duration or 0)
                 if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
                     rotation = _rotation(stream, pkt)  # decode only until the first frame shows its display matrix
@@ -234,6 +243,10 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
             info.pts_ticks, info.end_tick, info.pts_reliable = ticks, int(ticks[-1]) + int(last_dur), True
             info.pts, info.end_s = ticks * tb, (int(ticks[-1]) + int(last_dur)) * tb
             info.restart_ticks, info.restart_pos = restarts, restart_pos
+            if "mov" in names and min(pos) >= 0:
+                info.extradata = bytes(ctx.extradata or b"")
+                info.pkt_pts, info.pkt_pos = np.asarray(pts, np.int64), np.asarray(pos, np.int64)
+                info.pkt_size, info.pkt_key = np.asarray(sizes, np.int64), np.asarray(keys, bool)
         info.cfr_order = bool(names & CFR_FORMATS) and info.avg_fps > 0
         info.reordered = info.pts_reliable and bool(np.any(np.diff(np.asarray(pts, dtype=np.int64)) < 0))
         if (info.pts_reliable and names & DECORD_FORMATS and codec in DECORD_CODECS

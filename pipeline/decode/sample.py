@@ -82,9 +82,10 @@ def _display_wh(info: ProbeInfo) -> tuple[int, int]:
 
 
 def _open_probe(source: Source, storage_options, max_pixels, max_duration_s, max_bytes,
-                block_size: int = BLOCK_BYTES, cache_bytes: int = CACHE_BYTES) -> tuple[Readable, ProbeInfo]:
-    readable, _ = open_source(source, storage_options, max_bytes, block_size, cache_bytes)
-    info = probe(readable)
+                block_size: int = BLOCK_BYTES, cache_bytes: int = CACHE_BYTES,
+                info: ProbeInfo | None = None) -> tuple[Readable, ProbeInfo]:
+    readable, _ = open_source(source, storage_options, max_bytes, block_size, cache_bytes, read_first=info is None)
+    info = info if info is not None else probe(readable)
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise DecodeError(st.TOO_LARGE, f"{info.width}x{info.height} frames exceed max_pixels={max_pixels}")
     if max_duration_s is not None and info.duration_s > max_duration_s:
@@ -166,7 +167,7 @@ def _source_name(source: Source) -> str:
 
 def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
                   skip_windows: frozenset[int] = frozenset(), choose: Callable[[int], Iterable[int]] | None = None,
-                  ) -> Iterator[Any]:
+                  info: ProbeInfo | None = None) -> Iterator[Any]:
     """The window stream as the child sends it: a header ``DecodeResult`` (status ok, ``num_windows_total`` and the
     video's facts) before the first window, the ``Window``s, ``int`` progress beats (frames decoded so far), and a
     final ``DecodeResult`` (the header's facts with the final status). Failures are final results, never raised."""
@@ -177,7 +178,7 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     clock = ActiveClock()
     try:
         readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
-                                     cfg.read_block_bytes, cfg.read_cache_bytes)
+                                     cfg.read_block_bytes, cfg.read_cache_bytes, info)
         notes: list[str] = []
         use = _first_choice(cfg.backend, info, notes)
         w, h = _display_wh(info)
@@ -319,21 +320,43 @@ def close_runners() -> None:
 
 def iter_windows(source: Source, cfg: DecodeConfig | None = None, storage_options: dict | None = None,
                  skip_windows: frozenset[int] = frozenset(),
-                 choose: Callable[[int], Iterable[int]] | None = None) -> WindowStream:
+                 choose: Callable[[int], Iterable[int]] | None = None, info: ProbeInfo | None = None) -> WindowStream:
     """Decode ``source`` into a :class:`WindowStream`, isolated and time-limited (``cfg.isolate``).
 
     ``skip_windows``: windows already committed (counted, not cut). ``choose``: a picklable callable given the number
     of windows that returns the ones to cut (e.g. :class:`pipeline.decode.windows.RandomWindows`); only the frames
-    of those are decoded, each window from a seek to its key frame. Never raises for bad input.
+    of those are decoded, each window from a seek to its key frame (an MP4/MOV: from its packets, reading only their
+    bytes, ``packets.py``). ``info``: the source's probe result from the video index (``index.py``): not probed
+    again. Never raises for bad input.
     """
     cfg = cfg or DecodeConfig()
     name = _source_name(source)
     if not cfg.isolate:
-        return WindowStream(_guarded(_stream_items(source, cfg, storage_options, frozenset(skip_windows), choose)),
-                            name)
-    items = _runner().stream(_stream_items, source, cfg, storage_options, frozenset(skip_windows), choose,
+        return WindowStream(_guarded(_stream_items(source, cfg, storage_options, frozenset(skip_windows), choose,
+                                                   info)), name)
+    items = _runner().stream(_stream_items, source, cfg, storage_options, frozenset(skip_windows), choose, info,
                              timeout_s=cfg.timeout_s, credit=WINDOW_CREDIT)
     return WindowStream(items, name)
+
+
+def _probe_child(source: Source, cfg: DecodeConfig, storage_options: dict | None) -> ProbeInfo:
+    readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
+                                 cfg.read_block_bytes, cfg.read_cache_bytes)
+    if isinstance(readable, RemoteObject):
+        readable.close()
+    return info
+
+
+def probe_source(source: Source, cfg: DecodeConfig, storage_options: dict | None = None) -> ProbeInfo | None:
+    """``source``'s probe result (for the video index), isolated and time-limited as a decode (``cfg.isolate``);
+    None when it fails: the decode that follows reports why."""
+    if not cfg.isolate:
+        try:
+            return _probe_child(source, cfg, storage_options)
+        except DecodeError:
+            return None
+    out = _runner().call(_probe_child, source, cfg, storage_options, timeout_s=cfg.timeout_s)
+    return out.value if out.kind == "ok" else None
 
 
 def decode_windows(source: Source, cfg: DecodeConfig | None = None, storage_options: dict | None = None,

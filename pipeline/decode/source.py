@@ -200,6 +200,17 @@ class RemoteObject:
         """Bytes fetched from the store so far through ``open()`` files."""
         return self._cache.fetched_bytes if self._cache is not None else 0
 
+    def read_range(self, start: int, n: int) -> bytes:
+        """Bytes ``start … start + n`` (fewer at the end) in one ranged GET, outside the block cache (which would
+        round the range out to whole blocks): for readers that know exactly what they need (``packets.py``)."""
+        if self._cache is None:
+            self._cache = BlockCache(self, self.cache_bytes)
+        n = max(0, min(n, self.size - start))
+        if n == 0:
+            return b""
+        with self._cache._lock:
+            return self._cache._get(start, n)
+
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
@@ -213,8 +224,10 @@ Readable = Union[str, bytes, RemoteObject]  # a local path, a whole (small) obje
 
 
 def open_source(source: Source, storage_options: dict[str, Any] | None = None, max_bytes: int | None = None,
-                block_size: int = BLOCK_BYTES, cache_bytes: int = CACHE_BYTES):
+                block_size: int = BLOCK_BYTES, cache_bytes: int = CACHE_BYTES, read_first: bool = True):
     """Resolve ``source`` to ``(readable, num_bytes)``: a local path, the given bytes, or a :class:`RemoteObject`.
+    ``read_first``: read a remote object's first byte (its first block, kept for the probe) to fail here; a caller
+    that will not probe (its probe result came from the video index) passes False and reads only what it needs.
 
     Raises ``DecodeError`` with ``not_found`` (no such file / object: permanent), ``io_error`` (permission, network,
     store errors: transient, retried by the caller), ``not_a_video`` (empty) or ``too_large`` (over ``max_bytes``).
@@ -239,8 +252,9 @@ def open_source(source: Source, storage_options: dict[str, Any] | None = None, m
         size = int(fs.size(path) or 0)
         _check_size(None, size, max_bytes, url)
         obj = RemoteObject(url, size, storage_options, block_size, cache_bytes)
-        with obj.open() as f:  # fail here (missing, denied) as an io_error, not later inside a decoder; the block
-            f.read(1)  # it fetches stays cached for the probe
+        if read_first:
+            with obj.open() as f:  # fail here (missing, denied) as an io_error, not later inside a decoder; the
+                f.read(1)  # block it fetches stays cached for the probe
     except DecodeError:
         raise
     except Exception as e:  # botocore / aiohttp / gcsfs raise many unrelated types; all mean "could not read"
@@ -269,6 +283,16 @@ def as_file(readable: Readable):
     if isinstance(readable, RemoteObject):
         return readable.open()
     return readable if isinstance(readable, str) else io.BytesIO(readable)
+
+
+def read_range(readable: Readable, start: int, n: int) -> bytes:
+    """Bytes ``start … start + n`` of ``readable`` (fewer at its end), read by exactly that range."""
+    if isinstance(readable, RemoteObject):
+        return readable.read_range(start, n)
+    if isinstance(readable, str):
+        with open(readable, "rb") as f:
+            return os.pread(f.fileno(), n, start)
+    return bytes(readable[start : start + n])
 
 
 def open_binary(readable: Readable):

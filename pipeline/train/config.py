@@ -2,6 +2,7 @@
 
 Loaded with `pipeline.config.load_config(TrainConfig, yaml, overrides)`: dataclass defaults <- YAML <- `key=value`.
 Top-level keys the cluster guide uses: `input`, `output` (Ray `RunConfig.storage_path`: s3://, gs:// or local),
+`index` (the video index folder training clips take their sources' probe results from: `pipeline/decode/index.py`),
 `preset`, `steps`, `batch_size`, `num_workers`, `use_gpu`, `init_from` (stage 2). Sections: `decode.*` (the decode
 settings every job shares: `pipeline.decode.DecodeConfig`), `decode_task.*`, `data.*`, `optim.*`
 (`vidtok.train_step.OptimConfig`), `loss.*` (`vidtok.losses.LossConfig`), `storage.*`, `ray.*`.
@@ -27,6 +28,7 @@ from typing import Optional
 
 from pipeline.config import VIDEO_EXTENSIONS, DecodeTaskConfig, RayConfig, StorageConfig, check_preset
 from pipeline.decode import DecodeConfig
+from pipeline.decode.index import check_index_url
 from vidtok.losses.vidtok_loss import LossConfig
 from vidtok.train_step import OptimConfig
 
@@ -72,6 +74,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # share of `input` held out for validation when `val_input` is empty
     output: str = "runs"  # RunConfig.storage_path (s3://bucket/prefix, gs://..., or a local folder)
     name: Optional[str] = None  # run name under `output`; null = <preset>_stage<stage>
+    index: str = ""  # video index folder (e.g. a tokenize output's _index/); "" = <output>/_index, built on first use
     init_from: Optional[str] = None  # stage 2: stage-1 run dir / checkpoint dir / official .ckpt; null = <output>/<preset>_stage1
     steps: Optional[int] = None  # training steps (batches); null: the schedule's
     batch_size: Optional[int] = None  # global batch (clips per step over all workers); null: the schedule's
@@ -134,6 +137,7 @@ class TrainConfig:
             raise ValueError(f"decode.size={self.decode.size}: training crops square clips, give one int (e.g. 128)")
         if self.name is None:
             self.name = f"{self.preset}_stage{self.stage}"
+        check_index_url("index", self.index)
 
     @property
     def storage_options(self) -> dict:

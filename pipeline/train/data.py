@@ -15,6 +15,13 @@ Training stream (Ray Data, one dataset per `TorchTrainer` worker: `pipeline/trai
   frame before the window's first sample and decodes through its last, by the same timestamp rule — the clip is
   the one whole-video decoding would cut at that start (tests/train/test_data.py). AVI / MPEG-PS carry no timestamps
   to plan from: those still decode the whole video.
+* Only the window is read (H.264 / HEVC in MP4/MOV): the probe result comes from the video index (`index`, default
+  `<output>/_index`, shared by both stages; `pipeline/decode/index.py`: one keyed row per video, written on its
+  first clip and re-written when the object changes), and the window's packets go straight to a codec context
+  (`pipeline/decode/packets.py`), so the store serves the bytes from the key frame before the window's first sample
+  to its last sample's packet, once (1.00x that range on S3, tests/train/test_data.py), plus one HEAD and the index
+  row. Without an index each clip probes the header again (the `moov` box and the first read block); other
+  containers and codecs seek and decode through the container, reading whole read blocks.
 * Window start: uniform over `[0, N − T]` of the N sampled frames; a video with fewer than T samples is padded by
   repeating its last frame (spec §13.1 step 7). This replaces the official frame-stride rule (which drifts at 25 fps
   and breaks on variable frame rate) by the project's timestamp rule; the randomness is the same in kind.
@@ -43,6 +50,7 @@ import numpy as np
 
 from pipeline.config import DecodeTaskConfig
 from pipeline.decode import DecodeConfig, decode_windows, iter_windows
+from pipeline.decode.index import VideoIndex, indexed_info
 from pipeline.decode.windows import RandomWindows
 from pipeline.frames.read import cached_clips
 from pipeline.train.items import item_dataset
@@ -94,11 +102,14 @@ def window_config(decode: DecodeConfig, num_frames: int) -> DecodeConfig:
 
 
 def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int, seed: tuple,
-                 storage_options: dict | None) -> list[np.ndarray]:
+                 storage_options: dict | None, index: str = "") -> list[np.ndarray]:
     """`count` random clips `(num_frames, size, size, 3)` uint8 of `source`, decoding only their frames; the
-    starts are those `random_window` draws with `np.random.default_rng(seed)` from the whole video's samples."""
+    starts are those `random_window` draws with `np.random.default_rng(seed)` from the whole video's samples.
+    `index`: a video index folder (URL) to take the probe result from, and to add it to on a miss."""
     choose = RandomWindows(tuple(seed), count)
-    stream = iter_windows(source, window_config(decode, num_frames), storage_options=storage_options, choose=choose)
+    cfg = window_config(decode, num_frames)
+    info = indexed_info(VideoIndex.at(index, storage_options), source, cfg, storage_options) if index else None
+    stream = iter_windows(source, cfg, storage_options=storage_options, choose=choose, info=info)
     got = {w.index: w.frames for w in stream}
     res = stream.result
     if res.status != "ok" or not got:
@@ -108,10 +119,10 @@ def random_clips(source: str, decode: DecodeConfig, num_frames: int, count: int,
 
 
 def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConfig, num_frames: int,
-                  clips_per_video: int, storage_options: dict | None, frames: str = "") -> dict:
+                  clips_per_video: int, storage_options: dict | None, frames: str = "", index: str = "") -> dict:
     """map_batches body: item ids -> training clips (rows: `video` uint8, `item` the id it came from); with a frames
     cache (`frames`, a URL) the clips are read from it at the same starts, and a video it lacks is decoded from its
-    source."""
+    source, through the video index `index` (a URL; "" = probe each video)."""
     clips, items = [], []
     size = decode.size
     for item in batch["id"]:
@@ -119,7 +130,7 @@ def _decode_items(batch: dict, *, urls: list[str], seed: int, decode: DecodeConf
         got = cached_clips(frames, storage_options, src, fps=decode.fps, num_frames=num_frames, count=clips_per_video,
                            seed=(seed, int(item), 7), size=size) if frames else None
         if got is None:
-            got = random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options)
+            got = random_clips(src, decode, num_frames, clips_per_video, (seed, int(item), 7), storage_options, index)
         clips += got
         items += [int(item)] * len(got)
     if not clips:
@@ -134,16 +145,17 @@ def num_train_items(steps: int, global_batch: int, clips_per_video: int) -> int:
 
 def build_train_dataset(urls: list[str], *, steps: int, global_batch: int, num_frames: int, decode: DecodeConfig,
                         clips_per_video: int, seed: int, storage_options: dict | None, decode_task=None, items=None,
-                        frames: str = ""):
+                        frames: str = "", index: str = ""):
     """The streaming training dataset: rows `{"video": (num_frames, size, size, 3) uint8}` for the whole run;
     `decode_task` (`pipeline.config.DecodeTaskConfig`) sets what each decode task reserves; `frames`: a frames cache
-    to read clips from (`data.frames`, pipeline/frames/). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows
-    to use instead of `pipeline.train.items.item_dataset`."""
+    to read clips from (`data.frames`, pipeline/frames/); `index`: the video index folder (the `index` key; "" = no
+    index, every clip probes its source). `items` (benchmarks only): a Ray Dataset of `{"id"}` rows to use instead
+    of `pipeline.train.items.item_dataset`."""
     if not urls:
         raise ValueError("no training videos: check `input` (prefix or manifest) and `data.extensions`")
     n_items = num_train_items(steps, global_batch, clips_per_video)
     fn = partial(_decode_items, urls=list(urls), seed=seed, decode=decode, num_frames=num_frames,
-                 clips_per_video=clips_per_video, storage_options=storage_options, frames=frames)
+                 clips_per_video=clips_per_video, storage_options=storage_options, frames=frames, index=index)
     # One item per decode task (the ids come one per block): short tasks, so the stream starts fast and balances.
     kwargs = {**(decode_task or DecodeTaskConfig()).ray_kwargs(), "batch_size": 1, "batch_format": "numpy"}
     return (item_dataset(n_items) if items is None else items).map_batches(fn, **kwargs)

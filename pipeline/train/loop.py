@@ -167,7 +167,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     order = TrainOrder(cfg.seed, rank, world, cfg.per_worker_batch, cfg.data.clips_per_video,
                        cfg.data.shuffle_buffer_clips)
     cursor = order.resume_cursor(cursors, state.step)
-    stream = RankStream(cfg, order, cursor, ray.get(loop_cfg["train_urls"]), loop_cfg["num_frames"])
+    stream = RankStream(cfg, order, cursor, ray.get(loop_cfg["train_urls"]), loop_cfg["num_frames"], paths.index)
     seen = BatchesDigest(order.own_record(cursors).get("batches_digest", "") if state.step else "")
     batches = iter(stream)
     timer = StepTimer()

@@ -24,6 +24,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from pipeline.config import to_yaml
+from pipeline.decode.index import INDEX_DIR
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import list_urls
 from pipeline.ray_utils import RayLogs, ray_session
@@ -46,6 +47,7 @@ class TrainPaths:
     run_dir: str  # <output>/<name>
     init_from: str | None  # stage 2: what to start from
     storage_options: dict
+    index: str = ""  # the video index clips are read through: `index=`, or <output>/_index (shared by both stages)
 
     @classmethod
     def of(cls, cfg: TrainConfig) -> "TrainPaths":
@@ -54,7 +56,8 @@ class TrainPaths:
         if cfg.stage == 2:
             init_from = cfg.init_from or join(output, f"{cfg.preset}_stage1")
             init_from = init_from if is_remote(init_from) else local_path(init_from)
-        return cls(output, join(output, cfg.name), init_from, cfg.storage_options)
+        index = cfg.index or join(output, INDEX_DIR)
+        return cls(output, join(output, cfg.name), init_from, cfg.storage_options, index)
 
 
 @dataclass

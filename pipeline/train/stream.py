@@ -34,8 +34,9 @@ class RankStream:
     """The batches of one rank from `cursor` on: iterate it (each `Batch` carries the cursor to checkpoint after its
     step); `close()` stops the rank's decode tasks."""
 
-    def __init__(self, cfg, order: TrainOrder, cursor: Cursor, urls: list[str], num_frames: int):
+    def __init__(self, cfg, order: TrainOrder, cursor: Cursor, urls: list[str], num_frames: int, index: str = ""):
         self.cfg, self.order, self.cursor, self.urls, self.num_frames = cfg, order, cursor, list(urls), num_frames
+        self.index = index  # the video index URL (`TrainPaths.index`)
         self._open = []  # the dataset iterator being read, to close it early
 
     def __iter__(self) -> Iterator[Batch]:
@@ -63,7 +64,7 @@ class RankStream:
         ds = build_train_dataset(self.urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=self.num_frames,
                                  decode=cfg.decode, clips_per_video=o.clips_per_video, seed=cfg.seed,
                                  storage_options=cfg.storage_options, decode_task=task, frames=cfg.data.frames,
-                                 items=items)
+                                 items=items, index=self.index)
         ds.context.execution_options.preserve_order = True  # this dataset's copy of the context
         ds.context.override_object_store_memory_limit_fraction = OBJECT_STORE_FRACTION / o.world
         return ds

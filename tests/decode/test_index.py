@@ -56,3 +56,43 @@ def test_index_lookup_misses_changed_objects_and_newest_wins(media, tmp_path):  
     idx.add([record_of(ident, newer)])
     assert idx.lookup([ident])["s3://b/v.mp4"].num_packets == info.num_packets + 1
     assert idx.lookup([{"source": "s3://b/other.mp4", "source_size": 1}]) == {}
+
+
+def test_index_keyed_rows_find_keep_and_change(media, tmp_path):  # noqa: F811
+    """A keyed row (one file per source, read without listing) is found for the same object only; keeping a new
+    version replaces it; the batch parts of the same folder neither see it nor hide it."""
+    m = media["h264_rot90_mp4"]
+    info = probe(str(m.path))
+    ident = {"source": "s3://b/v.mp4", "source_size": 100, "source_etag": "e1", "source_mtime": 5.0}
+    idx = VideoIndex.at(str(tmp_path / "idx"))
+    assert idx.find(ident) is None
+    idx.keep(ident, info)
+    assert not _same(info, idx.find(ident)), _same(info, idx.find(ident))
+    for change in ({"source_size": 101}, {"source_etag": "e2"}, {"source_mtime": 6.0}):
+        assert idx.find({**ident, **change}) is None, change
+    assert idx.find({"source": "s3://b/other.mp4", "source_size": 100}) is None
+    newer = {**ident, "source_etag": "e2", "source_size": 200}
+    idx.keep(newer, dataclasses.replace(info, num_packets=info.num_packets + 1))
+    assert idx.find(ident) is None and idx.find(newer).num_packets == info.num_packets + 1
+    assert idx.lookup([newer]) == {}  # batch lookups read the parts only
+    idx.add([record_of(ident, info)])
+    assert idx.lookup([ident])["s3://b/v.mp4"].rotation == 90 and idx.find(ident) is None
+
+
+def test_index_rows_of_older_parts_still_read(media, tmp_path):  # noqa: F811
+    """A part written before the packet table existed reads back with an empty table (windows then decode through
+    the container)."""
+    import pyarrow as pa
+
+    from pipeline.decode import packets
+    from pipeline.decode.index import SCHEMA
+
+    info = probe(str(media["h264_mp4_24"].path))
+    ident = {"source": "x.mp4", "source_size": 1}
+    old = pa.Table.from_pylist([record_of(ident, info)], schema=SCHEMA)
+    old = old.drop_columns(["extradata", "pkt_pts", "pkt_pos", "pkt_size", "pkt_key"])
+    layout = OutputLayout(str(tmp_path / "out"))
+    layout.write_table("_index/part-0.parquet", old)
+    got = VideoIndex(layout).lookup([ident])["x.mp4"]
+    assert got.num_packets == info.num_packets and len(got.pkt_pos) == 0 and not packets.usable(got)
+    assert packets.usable(info)
