@@ -27,6 +27,13 @@ def _cases_with(key: str) -> list[str]:
 
 
 FSQ_CASES, SAMPLE_CASES, TILED_CASES = _cases_with("indices"), _cases_with("z_sample"), _cases_with("z_reg_untiled")
+SHIPPED = set(golden_cases(GOLDEN_SUBSET))
+
+
+def _tiered(cases: list[str]) -> list:
+    """The cases as parameters: those beyond the shipped subset (the spec folder's full-size models, minutes of CPU
+    in all) are marked `slow`, so `make test-quick` runs one case per family and `make test` / CI run them all."""
+    return [c if c in SHIPPED else pytest.param(c, marks=pytest.mark.slow) for c in cases]
 
 
 def assert_matches(actual: torch.Tensor, expected: torch.Tensor, meta: dict, name: str, rtol: float | None = None):
@@ -77,7 +84,7 @@ def _golden(case: str):
     return meta, expected, x, model, out
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", _tiered(CASES))
 def test_golden_encode_matches_official(case):
     """Raw encoder output, regularized latents and FSQ ids equal the official ones."""
     meta, expected, _, _, out = _golden(case)
@@ -86,7 +93,7 @@ def test_golden_encode_matches_official(case):
             assert_matches(out[key], expected[key], meta, key)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", _tiered(CASES))
 def test_golden_reconstruct_matches_official(case):
     """The engine reconstruction and the raw decoder output (before the v1.1 crop) equal the official ones."""
     meta, expected, _, _, out = _golden(case)
@@ -95,7 +102,7 @@ def test_golden_reconstruct_matches_official(case):
     assert_matches(out["dec_raw"], expected.get("dec_raw", expected["recon"]), meta, "dec_raw")
 
 
-@pytest.mark.parametrize("case", FSQ_CASES)
+@pytest.mark.parametrize("case", _tiered(FSQ_CASES))
 def test_golden_decode_indices_equals_decode_codes(case):
     """For FSQ cases decoding the official token ids is identical to decoding the codes."""
     meta, expected, _, model, out = _golden(case)
@@ -104,7 +111,7 @@ def test_golden_decode_indices_equals_decode_codes(case):
     assert torch.equal(from_ids, out["dec_raw"]), "decode_indices differs from decode(codes)"
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", _tiered(CASES))
 def test_golden_regularizer_loss_matches_official(case):
     """The training-mode regularizer's kl_loss / aux_loss equals the official reg_log value."""
     meta, expected, _, _, out = _golden(case)
@@ -114,14 +121,14 @@ def test_golden_regularizer_loss_matches_official(case):
         assert_matches(out[key], expected["kl_loss_sample_path"], meta, "kl_loss_sample_path", rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", SAMPLE_CASES)
+@pytest.mark.parametrize("case", _tiered(SAMPLE_CASES))
 def test_golden_kl_sample_matches_official(case):
     """After torch.manual_seed(noise_seed), encode(sample=True) draws the same latents as the official code."""
     meta, expected, _, _, out = _golden(case)
     assert_matches(out["z_sample"], expected["z_sample"], meta, "z_sample", rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", TILED_CASES)
+@pytest.mark.parametrize("case", _tiered(TILED_CASES))
 def test_golden_untiled_variant_matches_official(case):
     """Tiled cases: the same weights with use_tiling=False give the official untiled latents and reconstruction."""
     meta, expected, x, model, _ = _golden(case)
