@@ -8,11 +8,10 @@
 * Figures: inputs done / total (the total is known after planning: pending + complete-without-decode inputs), windows,
   windows/s and video-hours per wall-hour since the chain started, failures by reason, and an ETA = inputs left /
   inputs per second so far (start-up costs make early ETAs pessimistic).
-* Live sources, without extra traffic through the chain: finished inputs whose windows were all committed come from
-  the driver's `StatusTracker`; inputs finished in the decode stage (failures, and inputs with nothing left to
-  encode) are reported by the decode tasks to the `RunNodes` actor (`pipeline/tokenize/nodes.py`), which dedupes
-  retried tasks by source and works across nodes; the driver polls it once per line. At the end the driver's
-  authoritative counts (status rows read back) give the final line.
+* Live sources, without extra traffic through the chain: the one count of the run is the driver's `StatusTracker`
+  (`pipeline/tokenize/status.py`: who writes which status row, and how each is counted once); inputs finished in the
+  decode stage reach it live through the `RunNodes` actor (`pipeline/tokenize/nodes.py`), polled once per line. At
+  the end the tracker has read those rows back, and its counts give the final line and the summary.
 * `RayMetrics` mirrors the same figures as `ray.util.metrics` counters and gauges (Prometheus names in
   `METRIC_NAMES`, exported by every node's metrics agent; cluster/README.md says how to scrape and graph them).
 * The tail: once few inputs are left (the last `TAIL_FRACTION` (5 %) of the inputs, or fewer than the decode slots),
@@ -31,6 +30,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -224,7 +224,7 @@ class RayMetrics:
 class RunProgress:
     """Driver glue: progress lines + metrics from a background thread while the chain runs, the final line, stats.
 
-    `tracker` is the driver's `StatusTracker` (fields `finished`, `windows`, `video_s`, `reasons`); `nodes` the
+    `tracker` is the driver's `StatusTracker` (`counts`, the one count; `first_seen`, `inflight`: the tail); `nodes` the
     `RunNodes` actor handle that the decode stage reports inputs it finished to (`attach`).
     """
 
@@ -260,16 +260,10 @@ class RunProgress:
                                                      timeout=10)
             except Exception as e:
                 log.debug("RunNodes poll failed: %s", e)
-        t, d = self.tracker, self._decode_done
-        failures = {k: v for k, v in t.reasons.copy().items() if k != "ok"}  # copy: the main thread adds keys
-        for k, v in d["reasons"].items():
-            if k != "ok":
-                failures[k] = failures.get(k, 0) + v
-        inputs = t.finished + d["inputs"]
-        left = self.reporter.total_inputs - inputs
+        c = self.tracker.counts(self._decode_done)  # the one count (pipeline/tokenize/status.py)
+        left = self.reporter.total_inputs - c.inputs
         tail = 0 < left <= max(TAIL_FRACTION * self.reporter.total_inputs, self.slots)
-        return Counts(inputs, t.windows, t.video_s + d["video_s"], failures,
-                      self.in_flight(running) if tail else (), self.waiting())
+        return dataclasses.replace(c, in_flight=self.in_flight(running) if tail else (), waiting=self.waiting())
 
     def in_flight(self, running: list, now: float | None = None) -> tuple:
         """The `TAIL_SHOWN` oldest inputs in flight: those being decoded (`running`: `(source, started, node)` from
@@ -336,9 +330,7 @@ class RunProgress:
 
     def final(self) -> Snapshot:
         """The end-of-run line from the tracker alone (it has read back the decode stage's status rows by now)."""
-        t = self.tracker
-        return self.reporter.final(Counts(t.finished, t.windows, t.video_s,
-                                          {k: v for k, v in t.reasons.items() if k != "ok"}))
+        return self.reporter.final(self.tracker.counts())
 
     def save_stats(self, ds) -> str | None:
         """Ray Data's execution statistics of the run's dataset -> `_stats/<run_id>.txt`; returns the path."""

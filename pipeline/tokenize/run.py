@@ -21,13 +21,9 @@ import json
 import logging
 import math
 import time
-from array import array
 from collections import Counter
 from contextlib import ExitStack
-from typing import Iterable
 
-import numpy as np
-import pyarrow as pa
 
 import ray
 
@@ -39,150 +35,17 @@ from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.storage import OutputLayout, is_transient_error
 from pipeline.tokenize.card import write_card
 from pipeline.tokenize.commit import (
-    Plan, load_resume_state, new_run_id, read_new_status, status_shard_name, write_json, write_plan,
+    Plan, load_resume_state, new_run_id, read_new_status, write_json, write_plan,
 )
 from pipeline.tokenize.config import TokenizeJobConfig
 from pipeline.tokenize.machine import MachineBroken, find_cause
 from pipeline.tokenize.progress import RunProgress
-from pipeline.tokenize.schema import STATUS_SCHEMA, status_table
 from pipeline.tokenize.nodes import RunNodes
+from pipeline.tokenize.status import StatusTracker
 from pipeline.tokenize.setup import RunSetup
 from pipeline.tokenize.stages import build_dataset
 
 log = logging.getLogger(__name__)
-
-
-class StatusTracker:
-    """Turns the writer's WRITTEN stream into committed status rows and run statistics."""
-
-    def __init__(self, layout: OutputLayout, run_id: str, every_inputs: int, every_s: float):
-        self.layout, self.run_id, self.every_inputs, self.every_s = layout, run_id, every_inputs, every_s
-        self.inflight: dict[str, set[int]] = {}
-        self.buffer: list[dict] = []
-        self.written: set[str] = set()  # status shards this driver committed
-        self.last_flush = time.time()
-        self.finished = 0
-        self.windows = 0
-        self.video_s = 0.0
-        self.reasons: Counter = Counter()  # final rows of this run by status
-        self.pending: Counter = Counter()  # pending rows (transient to the end) of this run by status
-        self.retried = 0  # inputs that needed more than one decode try
-        self.cropped, self.crop_sum, self.crop_max = 0, 0.0, 0.0  # inputs whose frames the centre crop cut
-        self.first_seen: dict[str, float] = {}  # in-flight sources: when their first window was committed (the tail)
-        self.failed_here: dict[str, dict] = {}  # sources the tokenizer could not encode (`error`): settled by `close`
-        self.redelivered = 0  # windows of already settled inputs seen again (Ray re-ran a task): not counted twice
-        # sources this driver settled, as 64-bit hashes with their rows' commit times (16 bytes per input: flat
-        # enough at millions), so a decode-stage row for the same source (a Ray task retried after it wrote one)
-        # is counted once, by "newest row wins" (`settle`)
-        self._settled_hash, self._settled_at = array("q"), array("d")
-
-    def consume(self, written: pa.Table) -> None:
-        rows = written.to_pylist()
-        # a window of an input this driver already settled comes again only if Ray re-ran a task whose output had
-        # already gone through (a lost node): count nothing twice (committed shards are named by their keys)
-        again = self._settled_now({r["source"] for r in rows if r["source"] not in self.inflight})
-        for row in rows:
-            s, w = row["source"], int(row["window_index"])
-            if s in again:
-                self.redelivered += 1
-                continue
-            if row.get("error"):  # the tokenizer could not encode it: settled by `close`, its other windows may follow
-                self.failed_here.setdefault(s, row)
-                continue
-            got = self.inflight.setdefault(s, set())
-            self.first_seen.setdefault(s, time.time())
-            if w not in got:
-                got.add(w)
-                self.windows += 1
-            if s not in self.failed_here and int(row["prev_windows"] or 0) + len(got) >= int(row["num_windows"]):
-                self.finish({**row, "status": "ok", "message": ""}, int(row["num_windows"]))
-        self.maybe_flush()
-
-    def close(self) -> None:
-        """End of the chain: settle the inputs the tokenizer could not encode (final, reason from `error`), with the
-        windows of theirs that were committed."""
-        for s, row in self.failed_here.items():
-            reason, _, message = row["error"].partition(": ")
-            done = int(row["prev_windows"] or 0) + len(self.inflight.get(s, ()))
-            self.finish({**row, "status": reason, "message": message, "final": True}, done)
-        self.failed_here = {}
-
-    def _settled_now(self, sources: set[str]) -> set[str]:
-        """Those of `sources` this driver already settled in this run (one vectorised look-up per WRITTEN table)."""
-        if not sources or not (len(self._settled_hash) or self.buffer):
-            return set()
-        known = np.concatenate([np.frombuffer(self._settled_hash, dtype=np.int64),
-                                np.array([hash(r["source"]) for r in self.buffer], dtype=np.int64)])
-        ordered = sorted(sources)
-        hit = np.isin(np.array([hash(x) for x in ordered], dtype=np.int64), known)
-        return {x for x, h in zip(ordered, hit.tolist()) if h}
-
-    def finish(self, row: dict, num_windows: int) -> None:
-        """Buffer the status row of a finished input (all its windows committed)."""
-        self.inflight.pop(row["source"], None)
-        self.first_seen.pop(row["source"], None)
-        self.buffer.append({**{f.name: row.get(f.name) for f in STATUS_SCHEMA}, "num_windows": num_windows})
-        self.count(row)
-
-    def count(self, row: dict) -> None:
-        """Count one finished input: its status row (`status`, `final`, `attempts`, `source_duration_s`)."""
-        self.finished += 1
-        (self.reasons if row.get("final", True) else self.pending)[row.get("status", "ok")] += 1
-        self.retried += int((row.get("attempts") or 1) > 1)
-        self.video_s += row.get("source_duration_s") or 0.0
-        if (row.get("crop_dropped") or 0.0) > 0.005:  # rounding of the resize is not a crop worth reporting
-            self.cropped += 1
-            self.crop_sum += row["crop_dropped"]
-            self.crop_max = max(self.crop_max, row["crop_dropped"])
-
-    def crop(self) -> dict:
-        """What the centre crop took from this run's inputs (summary and card)."""
-        return {"inputs_cropped": self.cropped, "mean_dropped": round(self.crop_sum / max(self.cropped, 1), 4),
-                "max_dropped": round(self.crop_max, 4)}
-
-    def maybe_flush(self, force: bool = False) -> None:
-        due = len(self.buffer) >= self.every_inputs or time.time() - self.last_flush >= self.every_s
-        if self.buffer and (force or due):
-            table = status_table(self.buffer, self.run_id)
-            path = self.layout.write_table(status_shard_name([r["source"] for r in self.buffer], self.run_id), table)
-            self.written.add(path)
-            at = table.column("committed_at")[0].as_py()
-            for r in self.buffer:
-                self._settled_hash.append(hash(r["source"]))
-                self._settled_at.append(at)
-            log.info("committed status rows for %d inputs (%d finished so far)", len(self.buffer), self.finished)
-            self.buffer = []
-            self.last_flush = time.time()
-
-    def settle(self, rows: Iterable[dict]) -> None:
-        """Count the decode stage's status rows of this run (failures; inputs with nothing left to encode), newest
-        row per source winning, as readers resolve them. A source this driver already settled (its windows all
-        committed) is counted once: a decode-stage row older than the driver's (a Ray task that wrote a pending row,
-        was retried, and then succeeded) is skipped; a newer one replaces the driver's `ok` in the counts."""
-        newest: dict[str, dict] = {}
-        for row in rows:
-            if row["source"] not in newest or row["committed_at"] >= newest[row["source"]]["committed_at"]:
-                newest[row["source"]] = row
-        if not newest:
-            return
-        hashes = np.frombuffer(self._settled_hash, dtype=np.int64)
-        times = np.frombuffer(self._settled_at, dtype=np.float64)
-        wanted = np.array([hash(s) for s in newest], dtype=np.int64)
-        hit = np.isin(hashes, wanted)
-        mine: dict[int, float] = {}
-        for h, t in zip(hashes[hit].tolist(), times[hit].tolist()):
-            mine[h] = max(t, mine.get(h, t))
-        for row in newest.values():
-            at = mine.get(hash(row["source"]))
-            if at is not None:  # already counted as `ok` by the driver
-                if row["committed_at"] <= at:
-                    continue
-                self.reasons["ok"] -= 1  # the decode stage's row is newer: it is what readers see
-                self.finished -= 1
-                self.video_s -= row.get("source_duration_s") or 0.0
-            self.count(row)
-            self.inflight.pop(row["source"], None)  # failed after some windows were sent: this row settles it
-            self.first_seen.pop(row["source"], None)
 
 
 def run_tokenize(cfg: TokenizeJobConfig) -> dict:
@@ -267,36 +130,37 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     finally:
         logs.keep(lambda data: layout.write_bytes(f"_logs/{run_id}.log", data))  # Ray's own lines, off the console
     progress.final()
+    counts = tracker.counts()  # the one count (pipeline/tokenize/status.py)
     expected = plan.pending + len(plan.complete_without_decode)
-    if stopped is None and (tracker.finished != expected or tracker.inflight):
-        raise RuntimeError(f"{expected} inputs planned but {tracker.finished} finished ({len(tracker.inflight)} with "
+    if stopped is None and (counts.inputs != expected or tracker.inflight):
+        raise RuntimeError(f"{expected} inputs planned but {counts.inputs} finished ({len(tracker.inflight)} with "
                            "missing windows); nothing is lost: rerun the same command to complete them")
     # pending = what a re-run will retry: rows left pending, plus (after a stop) inputs that got no row at all
-    pending = sum(tracker.pending.values()) + max(0, expected - tracker.finished)
+    pending = sum(tracker.pending.values()) + max(0, expected - counts.inputs)
     # a limited run did what it was asked, but inputs it left out have no status row: never complete
     partial = f"limit={cfg.limit} of {plan.total_inputs} listed" if plan.limited else None
     complete = stopped is None and pending == 0 and partial is None
     done_reasons = Counter(state.failures)
-    done_reasons.update({k: v for k, v in tracker.reasons.items() if k != "ok"})
+    done_reasons.update(counts.failures)
     run_s = max(time.time() - t_run, 1e-9)
     size = list(decode.size) if isinstance(decode.size, tuple) else decode.size
     summary = {
         "output": cfg.output, "input": source, "run_id": run_id, "complete": complete, "nothing_to_do": False,
         "partial": partial,
         "stopped": stopped, "inputs_pending": pending, "pending_by_reason": dict(sorted(tracker.pending.items())),
-        "inputs_unfinished": max(0, expected - tracker.finished),
+        "inputs_unfinished": max(0, expected - counts.inputs),
         "inputs_retried_this_run": tracker.retried,
         "tokenizer": cfg.preset, "checkpoint_sha256": sha, "random_weights": not cfg.checkpoint,
         "regularizer": kind, "token_shape": list(token_shape), "num_frames": decode.num_frames, "size": size,
         "buckets": [list(b) for b in decode.buckets] if decode.buckets else None, "whole_clip": decode.whole_clip,
         "inputs_listed": plan.total_inputs, "inputs_done_before": plan.skipped_done,
-        "inputs_this_run": tracker.finished, "inputs_ok_this_run": tracker.reasons.get("ok", 0),
-        "failures_this_run": {k: v for k, v in sorted(tracker.reasons.items()) if k != "ok"},
+        "inputs_this_run": counts.inputs, "inputs_ok_this_run": tracker.reasons.get("ok", 0),
+        "failures_this_run": dict(sorted(counts.failures.items())),
         "failures_total": dict(sorted(done_reasons.items())), "duplicate_inputs_in_listing": plan.duplicates_in_input,
-        "windows_this_run": tracker.windows, "windows_total": state.committed_windows + tracker.windows,
+        "windows_this_run": counts.windows, "windows_total": state.committed_windows + counts.windows,
         "duplicate_windows_found": state.duplicate_windows, "wall_time_s": round(time.time() - t0, 3),
-        "pipeline_time_s": round(run_s, 3), "windows_per_s": round(tracker.windows / run_s, 3),
-        "video_seconds_per_s": round(tracker.video_s / run_s, 3), "nodes": nodes, "crop_this_run": tracker.crop(),
+        "pipeline_time_s": round(run_s, 3), "windows_per_s": round(counts.windows / run_s, 3),
+        "video_seconds_per_s": round(counts.video_s / run_s, 3), "nodes": nodes, "crop_this_run": tracker.crop(),
     }
     if partial and stopped is None and pending == 0:  # the limited run itself went well: say what is missing
         log.warning("partial output (%s): _SUCCESS not written; run again without limit= to complete it", partial)

@@ -136,7 +136,7 @@ def test_tracker_counts_a_retried_tasks_source_once(tmp_path):
     import time
 
     from pipeline.tokenize.commit import read_new_status, status_shard_name
-    from pipeline.tokenize.run import StatusTracker
+    from pipeline.tokenize.status import StatusTracker
 
     lay = OutputLayout(str(tmp_path / "out"))
     run = "20261202T000000Z-abcd"
@@ -152,6 +152,10 @@ def test_tracker_counts_a_retried_tasks_source_once(tmp_path):
     lay.write_table(status_shard_name(["c.mp4"], run), status_table([late], run))
     tr.settle(read_new_status(lay, run, skip=tr.written))
     assert (tr.finished, tr.reasons, sum(tr.pending.values())) == (3, {"ok": 2, "corrupt": 1}, 0)
+    c = tr.counts()  # the one count: what the summary, the final progress line and the metrics report
+    assert (c.inputs, c.windows, c.video_s, c.failures) == (3, 0, 21.0, {"corrupt": 1})
+    live = tr.counts({"inputs": 2, "video_s": 4.0, "reasons": {"truncated": 1, "ok": 1}})  # + RunNodes, while running
+    assert (live.inputs, live.video_s, live.failures) == (5, 25.0, {"corrupt": 1, "truncated": 1})
     state = load_resume_state(lay)
     assert state.done == {"a.mp4", "b.mp4", "c.mp4"} and not state.pending  # the rerun agrees: nothing to retry
 

@@ -17,7 +17,8 @@ from pipeline.storage import OutputLayout
 from pipeline.tokenize.machine import MachineBroken, MachineCheck, find_cause
 from pipeline.tokenize.oom import AdaptiveBatches
 from pipeline.tokenize.progress import TAIL_SHOWN, Counts, InFlight, RunProgress, Snapshot
-from pipeline.tokenize.run import StatusTracker, run_tokenize
+from pipeline.tokenize.run import run_tokenize
+from pipeline.tokenize.status import StatusTracker
 from pipeline.tokenize.schema import windows_from_frames
 from pipeline.tokenize.stages import TokenizeClips, WriteTokenShard
 from tests.decode.media import build_broken
@@ -183,10 +184,11 @@ def test_fleet_bad_corpus_on_healthy_nodes_runs_to_the_end(tmp_path, ray_local):
 
 
 # --------------------------------------------------------------------------------------------------------- the tail
-class _Tracker:
-    def __init__(self, finished: int, inflight: dict, first_seen: dict):
-        self.finished, self.windows, self.video_s, self.reasons = finished, 0, 0.0, {}
-        self.inflight, self.first_seen = inflight, first_seen
+def _Tracker(finished: int, inflight: dict, first_seen: dict) -> StatusTracker:
+    """The driver's real tracker (nothing is flushed here), with `finished` inputs and these inputs in flight."""
+    tracker = StatusTracker(None, "r", every_inputs=10**6, every_s=1e9)
+    tracker.finished, tracker.inflight, tracker.first_seen = finished, inflight, first_seen
+    return tracker
 
 
 def test_fleet_tail_names_the_oldest_inputs_in_flight():
