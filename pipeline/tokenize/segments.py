@@ -9,7 +9,8 @@ Where the cut is decided, and why here: the decode stage must know an input's pr
 the driver cannot probe them one by one; an input's duration is not in the listing. So the split runs in the chain,
 in parallel, as the plan streams: `SplitLong` probes (from the container header, in the isolated decode child:
 `pipeline.decode.segments.find_segments`) only the inputs whose listed size says they may be long
-(`segments.worth_probing`: at least `decode.segment_s` seconds at 1 Mbit/s, or size unknown). A corpus of short
+(`segments.worth_probing`: at least `decode.segment_s` seconds at 1 Mbit/s; an input listed without a size is
+asked for it first, one HEAD request the decode task would make anyway). A corpus of short
 clips thus pays one cheap task per batch and no read; a long MP4 pays one header read more than before, per segment
 (each segment task probes it again). Probing inside the decode task and emitting sub-tasks from there is not
 possible in a Ray Data chain (an operator cannot feed work back to itself), and a second pass would start the
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 
 from pipeline.decode import DecodeConfig
 from pipeline.decode.segments import find_segments, worth_probing
+from pipeline.inputs import stat_source
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,11 @@ class SplitLong:
         whole: list[dict] = []
         tasks: list[list[dict]] = []
         for row in plan.to_pylist():
+            if row.get("source_size") is None and self.cfg.segment_s:  # manifests may carry no size: ask the store
+                try:  # once (a HEAD), here instead of in the decode task; a failure is the decode's to report
+                    row.update({k: v for k, v in stat_source(row["source"], self.opts).items() if k != "source"})
+                except Exception:
+                    pass
             parts = self._segments(row)
             if parts:
                 tasks.extend([p] for p in parts)

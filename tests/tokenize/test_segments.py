@@ -48,6 +48,9 @@ def test_split_long_one_task_per_segment_short_inputs_together(tmp_path):
     assert flat.num_rows == 4 and set(PLAN_SCHEMA.names) <= set(flat.column_names)
     plan = _plan([c0])
     assert task_inputs(plan) is plan
+    unsized = _plan([c2]).set_column(1, "source_size", pa.array([None], pa.int64()))  # a manifest without sizes
+    rows = SplitLong(DECODE)(unsized).column(TASK_COLUMN).to_pylist()
+    assert [(r[0]["segment_first"], r[0]["source_size"]) for r in rows] == [(w, os.path.getsize(c2)) for w in range(3)]
     whole = SplitLong(DecodeConfig(size=32, num_frames=17, segment_s=None))(_plan([c0, c1, c2]))
     assert [len(t) for t in whole.column(TASK_COLUMN).to_pylist()] == [3]
 
