@@ -12,8 +12,10 @@ machine (``--long-minutes 20 --clips 30`` runs the full one).
             model's load, and the decode parallelism: the decode tasks' summed wall time / the stage's wall time)
 
 Both sides run the real job (``jobs/tokenize_corpus.py``, private local Ray with ``--cpus`` CPUs, tiny preset on the
-CPU at ``decode.size=32`` with ``tokenizer.num_cpus=0``; ``--cpus`` decode tasks at most and one Ray CPU more for
-the 0.25-CPU stages, so the decode tasks hold every core): ``--baseline REF`` (default:
+CPU at ``decode.size=32`` with ``tokenizer.num_cpus=0``; ``--cpus`` decode tasks at most, on a Ray with 3 × ``--cpus``
+logical CPUs: Ray Data's resource allocator reserves half of the CPUs evenly for the running operators and shares
+the rest, so with as many logical CPUs as cores the decode stage (one of three operators) gets about one task at a
+time, on both sides; measured with a trace of the tasks): ``--baseline REF`` (default:
 where this branch left main) exported by ``benchmarks/baseline.export_tree``, and this checkout with its default
 ``decode.segment_s``. Both must write the same windows (clip ids, frame indices, timestamps, token ids).
 
@@ -84,7 +86,7 @@ def run_job(code: Path, folder: Path, out: Path, cpus: int, extra: list[str]) ->
     ray_tmp = tempfile.mkdtemp(prefix="vtt", dir="/tmp")
     env = dict(os.environ, OMP_NUM_THREADS="1", VIDTOK_RAY_TMP=ray_tmp, PYTHONPATH=str(code))
     cmd = [sys.executable, str(code / "jobs/tokenize_corpus.py"), f"input={folder}", f"output={out}",
-           f"ray.num_cpus={cpus + 1}", f"decode_task.concurrency={cpus}", *JOB, *extra]
+           f"ray.num_cpus={3 * cpus}", f"decode_task.concurrency={cpus}", *JOB, *extra]
     t0 = time.time()
     proc = subprocess.run(cmd, env=env, cwd=str(code), capture_output=True, text=True)
     wall = time.time() - t0
