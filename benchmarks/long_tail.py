@@ -2,7 +2,7 @@
 
 The corpus: one long 1280×720 30 fps H.264 video and ``--clips`` clips of ``--clip-s`` seconds (ffmpeg ``testsrc2``,
 ``-preset ultrafast -g 250``, ``benchmarks/long_video.make_video``; the clips are links to one generated clip, so
-each is its own input of the same cost). The issue's corpus is one 20-minute video and 30 clips of 20 s; the
+each is its own input of the same cost). The goal's corpus is one 20-minute video and 30 clips of 20 s; the
 defaults here keep its 2 : 1 ratio of long to short video at 8 minutes and 12 clips, to fit minutes on a 2-core
 machine (``--long-minutes 20 --clips 30`` runs the full one).
 
