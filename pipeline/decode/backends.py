@@ -18,8 +18,10 @@ restarts at the next clean key frame (``ProbeInfo.restart_ticks``) as after a se
 test_skip.py`` checks the frames against a full decode for open and closed GOPs of five codecs).
 
 Runs of wanted frames (``runs``): a caller that needs only some windows (training) passes one run per window; the PyAV
-path seeks to the key frame at or before each run's first frame and decodes through its last (a wanted frame's pts is
-at or after that key frame's, so open-GOP leading pictures never matter); decord seeks by itself in ``get_batch``.
+path seeks to the restart point (``ProbeInfo.restart_ticks``) at or before each run's first frame and decodes through its
+last: a wanted frame's pts is at or after that key frame's, so open-GOP leading pictures never matter (seeking to the
+frame's own pts would not do: MP4 seeks by decode time, which can land on the next key frame, the one whose leading
+picture the frame is); decord seeks by itself in ``get_batch``.
 """
 
 from __future__ import annotations
@@ -126,8 +128,12 @@ def iter_pyav(readable: Readable, info: ProbeInfo, runs: Sequence[np.ndarray], s
         for run in runs:
             if len(run) == 0:
                 continue
-            if seek:
-                container.seek(int(info.pts_ticks[run[0]]), stream=stream, backward=True, any_frame=False)
+            if seek:  # to the restart point before the run: MP4 seeks by decode time, and the key frame found
+                # for a frame's pts may be the next one, whose open-GOP leading pictures (that frame) cannot decode
+                target = int(info.pts_ticks[run[0]])
+                k = int(np.searchsorted(info.restart_ticks, target, side="right")) - 1
+                target = int(info.restart_ticks[k]) if k >= 0 else target
+                container.seek(target, stream=stream, backward=True, any_frame=False)
                 ctx.flush_buffers()  # no picture from before the seek may come out after it
                 packets = None
             if packets is None:

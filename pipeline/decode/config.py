@@ -45,6 +45,7 @@ class DecodeConfig:
     buckets: Optional[list] = None  # [[h, w], ...]: each input goes to the bucket nearest its display aspect ratio (replaces size)
     whole_clip: bool = False  # one row per clip instead of fixed windows (v1.1 presets): pieces of at most max_frames
     max_frames: int = 256  # whole_clip: longest piece in sampled frames (memory: 256 x 256 x 256 x 3 = 50 MB)
+    segment_s: Optional[float] = 120.0  # tokenize: a longer input (sampled s) is cut at key frames into segments, one decode task each (decode/segments.py); null: never
 
     def __post_init__(self):
         if not self.fps > 0:
@@ -70,6 +71,8 @@ class DecodeConfig:
                 raise ValueError(f"decode.buckets must be a non-empty list of [h, w] pairs, found {self.buckets!r}")
         if self.device not in DEVICES:
             raise ValueError(f"decode.device must be one of {DEVICES}, found {self.device!r}")
+        if self.segment_s is not None and not self.segment_s > 0:
+            raise ValueError(f"decode.segment_s must be > 0 seconds or null (never cut), found {self.segment_s}")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise ValueError(f"decode.max_wall_s must be > 0 or null (scaled to the duration), found {self.max_wall_s}")
         for name in ("timeout_s", "max_pixels", "max_duration_s", "max_bytes", "read_block_bytes", "read_cache_bytes",

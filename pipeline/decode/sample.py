@@ -51,7 +51,7 @@ from .resample import select_frames
 from .source import BLOCK_BYTES, CACHE_BYTES, SPILL_BYTES, Readable, RemoteObject, Source, decord_input, open_source
 from .spatial import Size, nearest_bucket, normalize_size
 from .status import DecodeError
-from .windows import Window, iter_cut_windows
+from .windows import Window, WindowRange, iter_cut_windows
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,8 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
                 yield win
                 clock.resume()
         else:
-            runs = frame_runs(idx, plan, chosen, merge_all=choose is None)
+            # a segment (WindowRange) is one run: one seek to its first key frame, then straight through
+            runs = frame_runs(idx, plan, chosen, merge_all=choose is None or isinstance(choose, WindowRange))
             frames = Frames(readable, info, runs, cfg, use, notes, seek=choose is not None)
             for item in assemble(frames, idx, times, plan, chosen):
                 if head is None:  # after the first frame: the backend that really decodes is known

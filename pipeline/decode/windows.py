@@ -112,3 +112,16 @@ class RandomWindows:
     def __call__(self, num_windows: int) -> list[int]:
         rng = np.random.default_rng(list(self.seed))
         return [int(rng.integers(0, num_windows)) for _ in range(self.count)]
+
+
+@dataclass(frozen=True)
+class WindowRange:
+    """A picklable window choice for :func:`pipeline.decode.iter_windows` (``choose=``): the contiguous windows
+    ``[first, stop)`` of a video — one segment of a long input (``pipeline/decode/segments.py``). The decode seeks
+    once, to the key frame before the first window's first sample, and decodes straight through the last one."""
+
+    first: int
+    stop: int
+
+    def __call__(self, num_windows: int) -> range:
+        return range(max(self.first, 0), min(self.stop, num_windows))

@@ -13,7 +13,10 @@ Who commits what: the writer stage commits token shards; the driver commits the 
 are all committed; the decode stage commits the status row of an input that yields no window (a failed input), under
 the name `status_shard_name([source], run_id)`, so nothing about a failed input travels through the tokenizer.
 A transient failure still failing after the retries of `retry.*` is committed the same way, as a *pending* row
-(`final = false`); the next run plans the input again and its newer row wins.
+(`final = false`); the next run plans the input again and its newer row wins. A long input decoded in segments, one
+task each (`pipeline/tokenize/segments.py`), keeps this one-row rule: a segment that goes well commits nothing, the
+driver's `ok` row comes once the windows of all segments are committed, and a failing segment commits the input's
+failure row (pending when transient: the input stays pending, and a re-run decodes only its missing windows).
 
 Names are hashes of the keys a file holds, so a retried task rewrites the same name with the same rows and a file
 is never committed twice under two names within a run. Across runs, the planner excludes every committed key

@@ -2,6 +2,8 @@
 
     read_parquet(plan).repartition     pending inputs, a decode task's worth per block (streaming split; the driver
                                        sizes it by input bytes: `TokenizeDecodeTaskConfig.inputs_for`)
+      .map_batches(SplitLong)          with `decode.segment_s`: a long input becomes one decode task per segment
+                                       (`pipeline/tokenize/segments.py`), the batch's other inputs one task together
       .map_batches(DecodeInputs)       CPU tasks: one input -> its windows (pipeline.decode), WINDOW_SCHEMA rows; an
                                        input that yields no window (a failure) commits its own status row here and
                                        sends nothing on
@@ -39,6 +41,7 @@ import pyarrow as pa
 from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.decode.spatial import crop_dropped
 from pipeline.decode.status import DecoderUnavailable
+from pipeline.decode.windows import WindowRange
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
 from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
@@ -47,6 +50,7 @@ from pipeline.tokenize.failures import RetriedStream
 from pipeline.tokenize.machine import MachineBroken, MachineCheck
 from pipeline.tokenize.nodes import CurrentInput, RunNodes, node_name, report_where
 from pipeline.tokenize.oom import AdaptiveBatches
+from pipeline.tokenize.segments import SPLIT_CPUS, SplitLong, task_inputs
 from pipeline.tokenize.schema import (
     WINDOW_SCHEMA, encoded_table, failed_table, frames_array, status_table, token_table, window_table, written_table,
 )
@@ -92,7 +96,7 @@ class DecodeInputs:
         check = _machine_check(self.run_id, self.machine_burst)
         current = CurrentInput(self.nodes)
         try:
-            yield from self._decode(plan, opts, check, current)
+            yield from self._decode(task_inputs(plan), opts, check, current)
         finally:
             current.close()
 
@@ -101,13 +105,16 @@ class DecodeInputs:
         for row in plan.to_pylist():
             current.set(row["source"])
             skip = frozenset(int(w) for w in row.pop("skip_windows") or ())
+            first, stop = row.pop("segment_first", None), row.pop("segment_stop", None)
+            segment = None if first is None else WindowRange(int(first), int(stop))  # pipeline/tokenize/segments.py
             if row.get("source_size") is None:  # manifests may not carry size / ETag: ask the store once
                 try:
                     row.update({k: v for k, v in stat_source(row["source"], opts).items() if k != "source"})
                 except Exception:  # the decode below reports the io_error with its message
                     pass
             stream = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
-                                                             skip_windows=done), skip, self.retry, row["source"])
+                                                             skip_windows=done, choose=segment),
+                                   skip, self.retry, row["source"])
             chunk = []
             try:
                 for w in stream:  # windows arrive as the child cuts them
@@ -123,9 +130,11 @@ class DecodeInputs:
             if chunk:  # windows before a failure are good: they go on, and the row below counts them
                 yield self._table(row, res, chunk, out.tries)
             status = {"status": res.status}
-            if res.status != "ok" or not stream.sent:
+            if res.status != "ok" or (not stream.sent and segment is None):
+                # a segment that went well writes nothing: the driver's `ok` row stands for all segments
                 # ok: every window was committed before; a failure after `sent` windows: those stay committed and
-                # this row says how many there are (the driver settles the input by this row)
+                # this row says how many there are (the driver settles the input by this row; a segment counts its
+                # own and those of earlier runs, not those of the input's other segments in this run)
                 done = res.num_windows_total if res.status == "ok" else int(row["prev_windows"] or 0) + stream.sent
                 status = {**self._info(row, res), "attempts": out.tries, "status": res.status,
                           "message": res.message or "", "num_windows": done, "final": out.final}
@@ -291,13 +300,17 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
     ctx.target_max_block_size = cfg.ray.target_block_mb << 20
     dt, tk = cfg.decode_task, cfg.tokenizer
     _, plan_fs = arrow_filesystem(layout.url, layout.storage_options)
+    # streaming split into blocks of `per_task` rows: one decode task each, so decoding spreads over the
+    # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
+    ds = ray.data.read_parquet(plan_files, filesystem=plan_fs).repartition(target_num_rows_per_block=per_task)
+    per_decode = per_task
+    if decode_cfg.segment_s:  # long inputs: one decode task per segment (pipeline/tokenize/segments.py)
+        ds = ds.map_batches(SplitLong(decode_cfg, layout.storage_options), batch_size=per_task,
+                            batch_format="pyarrow", num_cpus=SPLIT_CPUS).repartition(target_num_rows_per_block=1)
+        per_decode = 1  # one TASK row: a batch's whole inputs, or one segment
     return (
-        ray.data.read_parquet(plan_files, filesystem=plan_fs)
-        # streaming split into blocks of `per_task` rows: one decode task each, so decoding spreads over the
-        # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
-        .repartition(target_num_rows_per_block=per_task)
-        .map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst), batch_size=per_task,
-                     batch_format="pyarrow", **dt.ray_kwargs())
+        ds.map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst),
+                       batch_size=per_decode, batch_format="pyarrow", **dt.ray_kwargs())
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,
                      compute=ray.data.ActorPoolStrategy(min_size=tk.min_actors, max_size=tk.max_actors),
