@@ -83,7 +83,8 @@ def describe_run(cfg: TrainConfig) -> str:
              f"  cadence:      checkpoint every {cfg.checkpoint_every} steps (keep {cfg.keep_checkpoints}), validation "
              f"every {cfg.val_every} ({cfg.val_clips} clips), metrics every {cfg.log_every}",
              f"  run dir:      {paths.run_dir} (resumes from: "
-             f"{latest_checkpoint_dir(paths.run_dir, run.storage_options) or 'nothing yet, starts at step 0'})"]
+             f"{latest_checkpoint_dir(paths.run_dir, run.storage_options) or 'nothing yet, starts at step 0'})",
+             f"  export:       {run.export or 'none (export=false)'}"]
     if cfg.stage == 2:
         lines.append(f"  init from:    {paths.init_from}")
     if not cfg.input:
