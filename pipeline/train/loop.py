@@ -91,7 +91,7 @@ class Trainer:
         self.ddp = ray.train.torch.prepare_model(self.engine, move_to_device=False,
                                                  parallel_strategy_kwargs={"find_unused_parameters": True})
         self.autocast = torch.bfloat16 if (cfg.bf16 and self.device.type == "cuda") else None
-        self.val = None  # rank 0's validation clips (T, H, W, 3) uint8, or None: no validation on this rank
+        self.val = None  # rank 0: validation clips (N, T, H, W, 3) uint8; None: no validation on this rank
         if self.rank == 0 and cfg.val_every > 0:
             self.val = load_val_clips(run.val_urls, max_clips=cfg.val_clips, num_frames=run.num_frames,
                                       decode=run.decode, storage_options=run.storage_options)[0]
