@@ -44,10 +44,11 @@ def consume_loop(config: dict) -> None:
     import numpy as np
 
     from pipeline.train.order import Cursor, TrainOrder
+    from pipeline.train.setup import TrainRun
     from pipeline.train.stream import RankStream
 
     cfg = config["cfg"]  # batch_size: config["batch"]
-    stream = RankStream(cfg, TrainOrder(cfg.seed, 0, 1, cfg.batch_size, 1, 0), Cursor(), config["urls"], 17)
+    stream = RankStream(TrainRun.of(cfg), TrainOrder(cfg.seed, 0, 1, cfg.batch_size, 1, 0), Cursor(), config["urls"])
     rate, seconds = config["rate"], config["seconds"]
     waited = busy = 0.0
     clips = 0
@@ -109,7 +110,8 @@ def scenario(name: str, urls, cache: str, args, idle_cpu_s: float = 0.0) -> dict
     steps = int(rate * (args.seconds + 60) / batch) + 4
     cfg = load_config(TrainConfig, None, [f"steps={steps}", f"batch_size={batch}", "num_workers=1",
                                           f"decode.size={size}", "data.shuffle_buffer_clips=0", "data.prefetch_batches=4", "seed=23",
-                                          f"decode_task.concurrency={args.decode_cpus}", "decode_task.num_cpus=1"]
+                                          f"decode_task.concurrency={args.decode_cpus}", "decode_task.num_cpus=1",
+                                          f"output={args.workdir}"]
                       + ([f"data.frames={cache}"] if path == "cache" else []))
     samples: list[tuple[float, float]] = []  # (time, Ray CPU seconds): the steady state's CPU, start-up excluded
     stop = threading.Event()

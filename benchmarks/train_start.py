@@ -51,9 +51,12 @@ def rank_stream_s(urls: list[str]) -> tuple[float, float, int]:
     from pipeline.config import load_config
     from pipeline.train.config import TrainConfig
     from pipeline.train.order import Cursor, TrainOrder
+    from pipeline.train.setup import TrainRun
     from pipeline.train.stream import RankStream
 
-    cfg = load_config(TrainConfig, None, ["schedule=paper", "num_workers=8", "preset=vidtok_fsq_causal_488_32768"])
+    # output: the video index training reads through lives beside the corpus (<output>/_index)
+    cfg = load_config(TrainConfig, None, ["schedule=paper", "num_workers=8", "preset=vidtok_fsq_causal_488_32768",
+                                          f"output={Path(urls[0]).parent / 'runs'}"])
     order = TrainOrder(cfg.seed, 0, 8, cfg.per_worker_batch, cfg.data.clips_per_video, cfg.data.shuffle_buffer_clips)
     step = 25_001  # inside a round (32 steps of 2 clips): what a checkpoint after step 25,001 holds
     start = (step // order.round_steps) * order.round_clips // order.clips_per_video
@@ -62,7 +65,7 @@ def rank_stream_s(urls: list[str]) -> tuple[float, float, int]:
     out = []
     for cursor in (Cursor(), resumed):
         t0 = time.perf_counter()
-        stream = RankStream(cfg, order, cursor, urls, num_frames=17)
+        stream = RankStream(TrainRun.of(cfg), order, cursor, urls)  # the preset's 17 frames
         it = iter(stream)
         assert next(it).step == cursor.step
         out.append(time.perf_counter() - t0)

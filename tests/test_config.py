@@ -94,7 +94,7 @@ def test_train_engine_uses_explicit_perceptual_weight():
 def test_train_stage2_finds_stage1_by_preset_and_output_whatever_the_name(tmp_path):
     """Stage 2 with a custom `name=` starts from `<output>/<preset>_stage1`, not from a substituted name."""
     from pipeline.train.config import TrainConfig
-    from pipeline.train.run import TrainPaths
+    from pipeline.train.setup import TrainPaths
 
     cfg = load_config(TrainConfig, None, ["stage=2", f"output={tmp_path}", "name=my_finetune"])
     paths = TrainPaths.of(cfg)

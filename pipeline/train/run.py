@@ -1,7 +1,7 @@
 """Two-stage VidTok training on Ray Train — the ONE library function both stage jobs call: `run_training(cfg)`.
 
-Driver: lists the inputs (or writes the sample corpus), holds out validation videos, computes the run's paths once
-(`TrainPaths`) and runs a Train V2 `TorchTrainer` with `RunConfig(storage_path, name)`,
+Driver: resolves the stage once (`pipeline/train/setup.py: TrainRun`: paths, decode settings, export URL, storage
+options), lists the inputs (or writes the sample corpus), holds out validation videos and runs a Train V2 `TorchTrainer` with `RunConfig(storage_path, name)`,
 `CheckpointConfig(num_to_keep)` and `FailureConfig(max_failures)`; each worker streams its own batches in the fixed
 training order (`pipeline/train/order.py`, `pipeline/train/stream.py`).
 Re-running the same command resumes: Ray Train finds the run's checkpoints under `<output>/<name>` and
@@ -24,40 +24,17 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from pipeline.config import to_yaml
-from pipeline.decode.index import INDEX_DIR
 from pipeline.decode.synth import make_sample_corpus
 from pipeline.inputs import list_urls
 from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.job_record import OutputClaim
 from pipeline.storage import OutputLayout, is_remote, join, local_path, write_bytes
-from pipeline.train.checkpoint import export_name, latest_checkpoint_dir, ray_storage
+from pipeline.train.checkpoint import latest_checkpoint_dir, ray_storage
 from pipeline.train.config import TrainConfig
 from pipeline.train.loop import train_loop_per_worker
-from vidtok import preset_config
+from pipeline.train.setup import TrainRun
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainPaths:
-    """Where one stage reads and writes, computed once on the driver (absolute local paths: Ray workers run in
-    another working directory)."""
-
-    output: str  # RunConfig storage path as the user gave it (local paths made absolute)
-    run_dir: str  # <output>/<name>
-    init_from: str | None  # stage 2: what to start from
-    storage_options: dict
-    index: str = ""  # the video index clips are read through: `index=`, or <output>/_index (shared by both stages)
-
-    @classmethod
-    def of(cls, cfg: TrainConfig) -> "TrainPaths":
-        output = cfg.output if is_remote(cfg.output) else local_path(cfg.output)
-        init_from = None
-        if cfg.stage == 2:
-            init_from = cfg.init_from or join(output, f"{cfg.preset}_stage1")
-            init_from = init_from if is_remote(init_from) else local_path(init_from)
-        index = cfg.index or join(output, INDEX_DIR)
-        return cls(output, join(output, cfg.name), init_from, cfg.storage_options, index)
 
 
 @dataclass
@@ -71,18 +48,19 @@ class TrainSummary:
     init_from: str | None = None
 
 
-def resolve_inputs(cfg: TrainConfig, paths: TrainPaths) -> tuple[list[str], list[str]]:
+def resolve_inputs(run: TrainRun) -> tuple[list[str], list[str]]:
     """(train urls, val urls): list `input` (prefix or manifest) or generate the sample corpus; hold out val videos."""
+    cfg, opts = run.cfg, run.storage_options
     source = cfg.input
     if not source:
-        base = paths.output if not is_remote(paths.output) else local_path("runs")
+        base = run.paths.output if not is_remote(run.paths.output) else local_path("runs")
         source = str(make_sample_corpus(os.path.join(base, "sample_corpus"), num_clips=cfg.data.sample_corpus_clips))
         log.info("no input given: training on the generated sample corpus %s", source)
-    urls = list_urls(source, extensions=cfg.data.extensions, storage_options=cfg.storage_options)
+    urls = list_urls(source, extensions=cfg.data.extensions, storage_options=opts)
     if not urls:
         raise ValueError(f"no videos under input={source!r} with extensions {cfg.data.extensions}")
     if cfg.val_input:
-        return urls, list_urls(cfg.val_input, extensions=cfg.data.extensions, storage_options=cfg.storage_options)
+        return urls, list_urls(cfg.val_input, extensions=cfg.data.extensions, storage_options=opts)
     if len(urls) == 1:
         log.warning("only one input video: validating on the training video")
         return urls, urls
@@ -93,26 +71,27 @@ def resolve_inputs(cfg: TrainConfig, paths: TrainPaths) -> tuple[list[str], list
 def describe_run(cfg: TrainConfig) -> str:
     """`dry_run=true`: the resolved schedule, the inputs found and their train/val split; starts nothing, and does
     not generate the sample corpus an empty `input` stands for."""
-    paths = TrainPaths.of(cfg)
-    num_frames = cfg.decode.num_frames or preset_config(cfg.preset).default_num_frames
+    run = TrainRun.of(cfg)
+    paths, decode = run.paths, run.decode
     kind = "full model" if cfg.stage == 1 else "decoder only, encoder frozen"
     lines = [f"dry run: training not started (stage {cfg.stage}, {kind}; schedule {cfg.schedule})",
              f"  preset:       {cfg.preset}",
              f"  steps:        {cfg.steps}, global batch {cfg.batch_size} = {cfg.per_worker_batch} per worker x "
              f"{cfg.num_workers} workers ({'GPU' if cfg.use_gpu else 'CPU'})",
-             f"  clips:        {num_frames} frames at {cfg.decode.fps:g} fps, {cfg.decode.size}x{cfg.decode.size}; "
+             f"  clips:        {decode.num_frames} frames at {decode.fps:g} fps, {decode.size}x{decode.size}; "
              f"{cfg.steps * cfg.batch_size} clips drawn in all",
              f"  cadence:      checkpoint every {cfg.checkpoint_every} steps (keep {cfg.keep_checkpoints}), validation "
              f"every {cfg.val_every} ({cfg.val_clips} clips), metrics every {cfg.log_every}",
              f"  run dir:      {paths.run_dir} (resumes from: "
-             f"{latest_checkpoint_dir(paths.run_dir, cfg.storage_options) or 'nothing yet, starts at step 0'})"]
+             f"{latest_checkpoint_dir(paths.run_dir, run.storage_options) or 'nothing yet, starts at step 0'})",
+             f"  export:       {run.export or 'none (export=false)'}"]
     if cfg.stage == 2:
         lines.append(f"  init from:    {paths.init_from}")
     if not cfg.input:
         lines.append(f"  inputs:       none given: a run generates {cfg.data.sample_corpus_clips} sample clips and holds "
                      "out one of them for validation")
         return "\n".join(lines)
-    train_urls, val_urls = resolve_inputs(cfg, paths)
+    train_urls, val_urls = resolve_inputs(run)
     held = f"val_input={cfg.val_input}" if cfg.val_input else f"val_fraction={cfg.val_fraction}"
     passes = cfg.steps * cfg.batch_size / (len(train_urls) * cfg.data.clips_per_video)
     lines += [f"  inputs:       {len(train_urls) + (0 if cfg.val_input else len(val_urls))} videos under {cfg.input}",
@@ -131,36 +110,35 @@ def run_training(cfg: TrainConfig, *, fail_at_step: int | None = None) -> TrainS
     # A private local Ray gets logical CPUs for the trainers ON TOP of the machine's cores: otherwise the trainers
     # take every CPU slot and the decode tasks they wait for can never be scheduled.
     local_cpus = cfg.ray.num_cpus or (os.cpu_count() or 1) + math.ceil(cfg.num_workers * cfg.cpus_per_worker)
-    paths = TrainPaths.of(cfg)
+    run = TrainRun.of(cfg, fail_at_step=fail_at_step)
+    run_dir, opts = run.paths.run_dir, run.storage_options
     # the run dir is this run's alone: refused if it holds someone else's files (writes nothing; recorded below)
-    claim = OutputClaim(OutputLayout(paths.run_dir, cfg.storage_options), f"train-stage{cfg.stage}",
+    claim = OutputClaim(OutputLayout(run_dir, opts), f"train-stage{cfg.stage}",
                         {"preset": cfg.preset, "stage": cfg.stage}, cfg.input or None, append=True, data=("",),
                         legacy="config.yaml").check()
     logs = RayLogs(console=cfg.ray.console_logs)
     try:
         with ray_session(cfg.ray, logs, num_cpus=local_cpus):
-            return _run(cfg, paths, claim, fail_at_step)
+            return _run(run, claim)
     finally:  # Ray's own output (progress bars, Ray Train's lines), off the console
-        logs.keep(lambda data: write_bytes(join(paths.run_dir, "_logs", time.strftime("%Y%m%dT%H%M%SZ.log",
-                                                                                      time.gmtime())),
-                                           data, cfg.storage_options))
+        logs.keep(lambda data: write_bytes(join(run_dir, "_logs", time.strftime("%Y%m%dT%H%M%SZ.log", time.gmtime())),
+                                           data, opts))
 
 
-def _run(cfg: TrainConfig, paths: TrainPaths, claim: OutputClaim, fail_at_step: int | None) -> TrainSummary:
-    """The stage on a Ray that is up: list, record the run, build the data, fit."""
-    train_urls, val_urls = resolve_inputs(cfg, paths)
+def _run(run: TrainRun, claim: OutputClaim) -> TrainSummary:
+    """The stage on a Ray that is up: list, record the run, fit."""
+    cfg, paths, opts = run.cfg, run.paths, run.storage_options
+    train_urls, val_urls = resolve_inputs(run)
     claim.record()
-    num_frames = cfg.decode.num_frames or preset_config(cfg.preset).default_num_frames
-    write_bytes(join(paths.run_dir, "config.yaml"), to_yaml(cfg).encode(), cfg.storage_options)
+    write_bytes(join(paths.run_dir, "config.yaml"), to_yaml(cfg).encode(), opts)
     log.info("stage %d: %d training / %d validation videos, %d steps, global batch %d, %dx%d, %d frames, %d workers",
-             cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, cfg.decode.size,
-             cfg.decode.size, num_frames, cfg.num_workers)
-    storage_path, storage_fs = ray_storage(paths.output, cfg.storage_options)
+             cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, run.decode.size,
+             run.decode.size, run.num_frames, cfg.num_workers)
+    storage_path, storage_fs = ray_storage(paths.output, opts)
     trainer = TorchTrainer(
         train_loop_per_worker,
         # each worker builds its own data stream (pipeline/train/stream.py); the listing goes once to the object store
-        train_loop_config={"cfg": cfg, "paths": paths, "val_urls": val_urls, "num_frames": num_frames,
-                           "train_urls": ray.put(train_urls), "fail_at_step": fail_at_step},
+        train_loop_config={"run": run.with_inputs(ray.put(train_urls), val_urls)},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker},
             placement_strategy=cfg.placement_strategy),
@@ -170,6 +148,5 @@ def _run(cfg: TrainConfig, paths: TrainPaths, claim: OutputClaim, fail_at_step: 
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
     )
     result = trainer.fit()
-    ckpt = latest_checkpoint_dir(paths.run_dir, cfg.storage_options)
-    export = join(paths.run_dir, "export", export_name(cfg, cfg.steps)) if cfg.export else None
-    return TrainSummary(paths.run_dir, ckpt, export, dict(result.metrics or {}), paths.init_from)
+    ckpt = latest_checkpoint_dir(paths.run_dir, opts)
+    return TrainSummary(paths.run_dir, ckpt, run.export, dict(result.metrics or {}), paths.init_from)

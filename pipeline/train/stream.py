@@ -34,9 +34,9 @@ class RankStream:
     """The batches of one rank from `cursor` on: iterate it (each `Batch` carries the cursor to checkpoint after its
     step); `close()` stops the rank's decode tasks."""
 
-    def __init__(self, cfg, order: TrainOrder, cursor: Cursor, urls: list[str], num_frames: int, index: str = ""):
-        self.cfg, self.order, self.cursor, self.urls, self.num_frames = cfg, order, cursor, list(urls), num_frames
-        self.index = index  # the video index URL (`TrainPaths.index`)
+    def __init__(self, run, order: TrainOrder, cursor: Cursor, urls: list[str]):
+        """`run`: the stage's `pipeline.train.setup.TrainRun` (decode settings, storage options, index URL)."""
+        self.run, self.cfg, self.order, self.cursor, self.urls = run, run.cfg, order, cursor, list(urls)
         self._open = []  # the dataset iterator being read, to close it early
 
     def __iter__(self) -> Iterator[Batch]:
@@ -56,15 +56,15 @@ class RankStream:
     def dataset(self, head: tuple, first: int, n: int):
         """Ray Dataset of rows `{"video": (T, H, W, 3) uint8, "item": id}` in item order: ids `head`, then the
         rank's positions `first … first + n − 1`."""
-        cfg, o = self.cfg, self.order
+        run, cfg, o = self.run, self.cfg, self.order
         task = cfg.decode_task
         if task.concurrency:
             task = dataclasses.replace(task, concurrency=max(1, task.concurrency // o.world))
         items = item_dataset(n, first=first, world=o.world, rank=o.rank, head=head)
-        ds = build_train_dataset(self.urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=self.num_frames,
-                                 decode=cfg.decode, clips_per_video=o.clips_per_video, seed=cfg.seed,
-                                 storage_options=cfg.storage_options, decode_task=task, frames=cfg.data.frames,
-                                 items=items, index=self.index)
+        ds = build_train_dataset(self.urls, steps=cfg.steps, global_batch=cfg.batch_size, num_frames=run.num_frames,
+                                 decode=run.decode, clips_per_video=o.clips_per_video, seed=cfg.seed,
+                                 storage_options=run.storage_options, decode_task=task, frames=cfg.data.frames,
+                                 items=items, index=run.paths.index)
         ds.context.execution_options.preserve_order = True  # this dataset's copy of the context
         ds.context.override_object_store_memory_limit_fraction = OBJECT_STORE_FRACTION / o.world
         return ds

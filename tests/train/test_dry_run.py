@@ -25,6 +25,8 @@ def test_train_dry_run_states_schedule_inputs_and_split(tmp_path):
     assert "17 frames at 3 fps, 128x128" in text and "checkpoint every 5000 steps" in text
     assert "10 videos under" in text and "9 training, 1 validation (val_fraction=0.1)" in text
     assert "nothing yet, starts at step 0" in text
+    assert f"export:       {tmp_path / 'runs'}/vidtok_fsq_causal_488_32768_stage1/export/" \
+        "vidtok_fsq_causal_488_32768_stage1_step00050000.ckpt" in text
     assert not (tmp_path / "runs").exists()
 
 

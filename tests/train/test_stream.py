@@ -11,6 +11,7 @@ from pipeline.decode.synth import write_synthetic_video
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import _decode_items, source_for_item
 from pipeline.train.order import TrainOrder
+from pipeline.train.setup import TrainRun
 from pipeline.train.stream import RankStream
 
 
@@ -23,9 +24,12 @@ def test_stream_rank_batches_equal_the_pure_order(ray_local, tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     urls.insert(1, str(tmp_path / "broken.mp4"))
     cfg = load_config(TrainConfig, None, ["preset=vidtok_kl_causal_488_4chn_tiny", "num_workers=2", "batch_size=4",
-                                          "steps=5", "data.clips_per_video=2", "data.shuffle_buffer_clips=4"])
+                                          "steps=5", "data.clips_per_video=2", "data.shuffle_buffer_clips=4",
+                                          "decode.num_frames=5", f"output={tmp_path / 'runs'}"])
+    run = TrainRun.of(cfg)
     order = TrainOrder(cfg.seed, 1, 2, cfg.per_worker_batch, 2, 4)
-    kw = dict(urls=urls, seed=cfg.seed, decode=cfg.decode, num_frames=5, clips_per_video=2, storage_options=None)
+    kw = dict(urls=urls, seed=cfg.seed, decode=cfg.decode, num_frames=5, clips_per_video=2, storage_options=None,
+              index=run.paths.index)
 
     def items():  # what the stream should see: each position's clips, decoded here without Ray
         p = 0
@@ -43,7 +47,7 @@ def test_stream_rank_batches_equal_the_pure_order(ray_local, tmp_path):
     broken = {p for p in range(max(used)) if source_for_item(order.item_id(p), len(urls), cfg.seed) == 1}
     assert broken and not broken & used  # the broken video's items gave no clip: the later items moved up
     for cursor, expect in ((order.resume_cursor([], 0), want), (want[2].after, want[3:])):
-        stream = RankStream(cfg, order, cursor, urls, num_frames=5)
+        stream = RankStream(run, order, cursor, urls)
         it = iter(stream)
         try:
             got = take(it, len(expect))
