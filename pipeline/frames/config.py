@@ -64,7 +64,6 @@ class CacheFramesJobConfig:
         if not self.progress_every_s > 0:
             raise ValueError(f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")
         if self.retry.permanent:
-            raise ValueError("retry.permanent=true is not supported by the frames cache: a final index row is the "
-                             "video's one row (pipeline/frames/store.py); remove the cache's index part naming it "
-                             "to decode it again")
+            raise ValueError("retry.permanent=true is not supported by the frames cache: a video's final index "
+                             "row is its one row (pipeline/frames/store.py); cache such videos into a new output")
         self.extensions = [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions]

@@ -99,11 +99,22 @@ class IndexView:
 
     def lookup(self, source: str) -> dict | None:
         """The key columns (`KEY_COLUMNS`) of `source`'s index row, or None."""
+        for _ in range(10):
+            try:
+                return self._lookup(source)
+            except FileNotFoundError as e:  # a consolidation since this view was opened deleted the parts it had
+                # listed, or (a generation later) its bucket files: open the index again (module docstring)
+                log.info("frames index of %s changed (%s): reopening", self.layout.url, e)
+                self.reload()
+        raise RuntimeError(f"the index of {self.layout.url} changed 10 times during one lookup")
+
+    def _lookup(self, source: str) -> dict | None:
         if self._part_rows is None:  # parts since the last consolidation: few (none in a finished cache)
-            self._part_rows = {}
+            rows = {}
             for p in self.parts:
                 for r in self.layout.read_table(p, KEY_COLUMNS).to_pylist():
-                    self._part_rows[r["source"]] = r
+                    rows[r["source"]] = r
+            self._part_rows = rows
         if source in self._part_rows:
             return self._part_rows[source]
         n = self.manifest["buckets"]
@@ -112,12 +123,7 @@ class IndexView:
         b = bucket_of(source, n)
         rows = self._buckets.get(b)
         if rows is None:
-            try:
-                rows = self._load_bucket(b)
-            except FileNotFoundError:  # a newer consolidation retired it a generation later: open the index again
-                log.info("frames index bucket %d of %s is gone (consolidated again): reopening", b, self.layout.url)
-                self.reload()
-                return self.lookup(source)
+            rows = self._load_bucket(b)
         self._buckets.move_to_end(b)
         return rows.get(source)
 
