@@ -119,7 +119,9 @@ def case(name: str, folder: str, videos: int) -> dict:
     elif name == "after_resume":
         st = load_cache_state(OutputLayout(folder))
         assert len(st.done) == videos and not st.duplicates
-        out["files_read"] = st.ok and None
+        from pipeline.frames.index import IndexView
+
+        out["files_read"] = len(IndexView(OutputLayout(folder)).files())
     out["seconds"] = time.perf_counter() - t0
     out["rss_mb"] = _rss_mb() - base
     return out
@@ -161,7 +163,7 @@ def main() -> None:
     b, f = r["before_resume"], r["after_resume"]
     print(f"resume scan: {b['seconds']:.1f} s -> {f['seconds']:.1f} s ({b['seconds'] / f['seconds']:.1f}x), "
           f"peak RSS {b['rss_mb']:.0f} MB -> {f['rss_mb']:.0f} MB, files {b['files_read']} -> "
-          f"{r['consolidate']['buckets']}")
+          f"{f['files_read']}")
     print(f"consolidation (once per run): {r['consolidate']['seconds']:.1f} s, peak RSS "
           f"{r['consolidate']['rss_mb']:.0f} MB, {r['consolidate']['buckets']} buckets; load average "
           f"{os.getloadavg()}")
