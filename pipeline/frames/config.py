@@ -9,6 +9,7 @@ from typing import Optional
 from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
 from pipeline.decode import DecodeConfig
 from pipeline.frames.codec import check_format
+from pipeline.tokenize.config import RetryConfig
 
 
 @dataclass
@@ -41,6 +42,10 @@ class CacheFramesJobConfig:
     append: bool = False  # add this input's videos to a cache that holds another input's (else refused)
     limit: Optional[int] = None  # cache at most this many new videos (null = all)
     videos_per_task: int = 8  # videos per Ray decode task (one index commit each)
+    progress_every_s: float = 30.0  # seconds between progress lines while the job runs (the tokenize job's line)
+    retry: RetryConfig = field(default_factory=RetryConfig)  # transient failures retried inside the run: the
+    #                        tokenize job's `retry.*` keys and rule (pipeline/tokenize/failures.py); what still
+    #                        fails is left for the next run (exit 3)
     frames: FramesConfig = field(default_factory=FramesConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # fps, backend, limits; size/num_frames are frames.*
     decode_task: DecodeTaskConfig = field(default_factory=DecodeTaskConfig)
@@ -56,4 +61,9 @@ class CacheFramesJobConfig:
             raise ValueError(f"limit must be >= 1 or null (all inputs), found {self.limit}")
         if self.videos_per_task < 1:
             raise ValueError(f"videos_per_task must be >= 1, found {self.videos_per_task}")
+        if not self.progress_every_s > 0:
+            raise ValueError(f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")
+        if self.retry.permanent:
+            raise ValueError("retry.permanent=true is not supported by the frames cache: a video's final index "
+                             "row is its one row (pipeline/frames/store.py); cache such videos into a new output")
         self.extensions = [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions]

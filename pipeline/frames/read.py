@@ -8,8 +8,10 @@ A window reads only its one or two Parquet row groups. Frames come out at the ca
 (`pipeline.decode.spatial.resize_crop`, antialiased bilinear): its difference from decoding the source at 128² is
 measured in docs/frames_cache.md and tests/frames/test_read.py. Pure: no Ray.
 
-`FramesCache` loads the index once per process (the key columns only: source, frame count, shard and row of each
-row of frames) and keeps the open shard files' footers, so a decode task that reads many windows pays for them once.
+`FramesCache` opens the index once per process (`pipeline/frames/index.py`: the manifest and the parts not yet
+consolidated) and looks a video up in its hash bucket: one small file read, at most `MAX_BUCKETS` kept, so a
+process's memory does not grow with the number of cached videos. It keeps the open shard files' footers, so a
+decode task that reads many windows pays for them once.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import numpy as np
 from pipeline.decode.spatial import resize_crop
 from pipeline.decode.windows import RandomWindows, plan_windows
 from pipeline.frames.codec import decode_frames
+from pipeline.frames.index import IndexView
 from pipeline.storage import OutputLayout
 
 log = logging.getLogger(__name__)
 
-_OPEN: dict[tuple, "FramesCache"] = {}  # one loaded index per cache URL per process
+_OPEN: dict[tuple, "FramesCache"] = {}  # one opened index per cache URL per process
+MAX_BUCKETS = 8  # index buckets (~4096 videos each) a process keeps loaded
 
 
 @dataclass(frozen=True)
@@ -45,17 +49,11 @@ class FramesCache:
 
     def __init__(self, url: str, storage_options: dict | None = None):
         self.layout = OutputLayout(url, storage_options or {})
-        self.entries: dict[str, Entry] = {}
-        cols = ["source", "status", "num_frames", "size", "format", "frames_per_row", "shards", "rows"]
-        for f in self.layout.list("index"):
-            t = self.layout.read_table(f, cols)
-            for r in t.to_pylist():
-                if r["status"] == "ok":
-                    self.entries[r["source"]] = Entry(r["num_frames"], r["size"], r["format"], r["frames_per_row"],
-                                                      tuple(r["shards"]), tuple(r["rows"]))
+        self.index = IndexView(self.layout, MAX_BUCKETS)
+        self._entries: dict[str, Entry | None] = {}  # looked up so far (bounded like the buckets)
         record = json.loads(self.layout.read_text("_job.json") or "{}")
         self.settings = record.get("settings", {})  # fps, size, format, frames_per_row (pipeline/frames/run.py)
-        if not self.entries:
+        if self.index.empty:
             log.warning("frames cache %s holds no cached video (no index rows): every clip decodes its source; "
                         "did you run jobs/cache_frames.py output=%s?", url, url)
         self._files: dict[str, object] = {}
@@ -70,8 +68,20 @@ class FramesCache:
             _OPEN[key] = cls(url, storage_options)
         return _OPEN[key]
 
+    def entry(self, source: str) -> Entry | None:
+        """Where `source`'s frames are, or None when the cache has no frames of it."""
+        if source in self._entries:
+            return self._entries[source]
+        r = self.index.lookup(source)
+        e = None if r is None or r["status"] != "ok" else Entry(
+            r["num_frames"], r["size"], r["format"], r["frames_per_row"], tuple(r["shards"]), tuple(r["rows"]))
+        if len(self._entries) >= 4096:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[source] = e
+        return e
+
     def __contains__(self, source: str) -> bool:
-        return source in self.entries
+        return self.entry(source) is not None
 
     def _row(self, e: Entry, r: int) -> list:
         import pyarrow.parquet as pq
@@ -86,7 +96,7 @@ class FramesCache:
 
     def frames(self, source: str, start: int, stop: int) -> np.ndarray:
         """Cached samples `[start, stop)` of `source`: `(stop - start, size, size, 3)` uint8."""
-        e = self.entries[source]
+        e = self.entry(source)
         k = e.frames_per_row
         blobs = []
         for r in range(start // k, (stop - 1) // k + 1):
@@ -97,7 +107,7 @@ class FramesCache:
 
     def random_clips(self, source: str, num_frames: int, count: int, seed: tuple, size: int) -> list[np.ndarray]:
         """`count` clips `(num_frames, size, size, 3)` uint8 at the starts `random_clips` draws with `seed`."""
-        e = self.entries[source]
+        e = self.entry(source)
         plan = plan_windows(e.num_frames, num_frames, 1, "pad")
         clips = []
         for w in RandomWindows(tuple(seed), count)(len(plan.spans)):
@@ -125,7 +135,7 @@ def cached_clips(url: str, storage_options: dict | None, source: str, *, fps: fl
         log.warning("frames cache %s has no frames of %s: decoding the source (%d videos so far in this process)",
                     url, source, cache.misses)
         return None
-    cached_size = cache.entries[source].size
+    cached_size = cache.entry(source).size
     if cached_size < size:
         raise ValueError(f"data.frames={url} holds {cached_size}² frames but decode.size={size}: training would "
                          "upscale them; build the cache at frames.size >= decode.size")

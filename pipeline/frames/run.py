@@ -4,6 +4,11 @@ decode + encode + commit the rest in Ray Data CPU tasks, write `summary.json`.
     list inputs ──plan (drop videos an index row names)──▶ from_arrow ──map_batches(cache_videos, CPU tasks,
     `videos_per_task` per call: decode each once, encode, commit shards, then the group's index)──▶ results
 
+Transient failures are retried inside the run (`retry.*`, `pipeline/frames/build.py`); what still fails is left for
+the next run (`left_for_next_run`, exit 3). A progress line every `progress_every_s` (the tokenize job's format,
+`pipeline/tokenize/progress.py`): videos done/total, frames, video hours, failures by reason (`<reason> (next run)`
+for those left), ETA. At the end the run's index parts are folded into hash buckets (`pipeline/frames/index.py`).
+
 Exactly once / resume: `pipeline/frames/store.py`. The output folder is claimed like every job's
 (`pipeline.job_record.OutputClaim`, kind `frames`): the settings that define what a frame means (fps, size, format,
 frames_per_row) cannot change under an existing cache.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from functools import partial
@@ -22,11 +28,13 @@ import pyarrow as pa
 from pipeline.config import to_yaml
 from pipeline.frames.build import cache_videos
 from pipeline.frames.config import CacheFramesJobConfig
+from pipeline.frames.index import consolidate
 from pipeline.frames.store import load_cache_state
 from pipeline.inputs import iter_inputs
 from pipeline.job_record import OutputClaim, listing_digest
 from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.storage import OutputLayout
+from pipeline.tokenize.progress import Counts, ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +64,57 @@ def plan_inputs(chunks, done: set[str], limit: int | None) -> tuple[list[pa.Tabl
     return out, listed, skipped
 
 
-def _cache_batch(batch: dict, *, layout, decode, frames, storage_options) -> dict:
+RESULT_KEYS = ("source", "status", "message", "num_frames", "bytes", "video_s", "tries", "committed")
+
+
+class _Progress:
+    """The run's counts (updated by the driver from each finished task's results) and a thread that logs the
+    progress line every `every_s` (`ProgressReporter`, the tokenize job's line)."""
+
+    def __init__(self, total: int, every_s: float):
+        self.reporter = ProgressReporter(total, every_s, units=("videos", "frames"))
+        self.counts = Counts()
+        self.status: Counter = Counter()
+        self.frames = self.left = 0
+        self.bytes = 0
+        self.video_s = 0.0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="frames-progress", daemon=True)
+
+    def add(self, r: dict) -> None:
+        with self.lock:
+            self.status[r["status"]] += 1
+            self.frames += int(r["num_frames"])
+            self.bytes += int(r["bytes"])
+            self.video_s += float(r["video_s"])
+            self.left += 0 if r["committed"] else 1
+            fails = Counter(self.counts.failures)
+            if r["status"] != "ok":
+                fails[r["status"] + ("" if r["committed"] else " (next run)")] += 1
+            self.counts = Counts(self.counts.inputs + 1, self.frames, self.video_s, dict(fails))
+
+    def __enter__(self):
+        self.reporter.restart()
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.reporter.every_s)):
+            self.reporter.maybe_report(lambda: self.counts)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.reporter.final(self.counts)
+
+
+def _cache_batch(batch: dict, *, layout, decode, frames, storage_options, retry) -> dict:
     """map_batches body: a group of input rows -> one result row per input (the frames go to storage)."""
     keys = [k for k in ("source_size", "source_etag", "source_mtime") if k in batch]
     inputs = [{"source": s, **{k: _py(batch[k][i]) for k in keys}} for i, s in enumerate(batch["source"])]
-    res = cache_videos(inputs, layout, decode, frames, storage_options)
-    return {k: [r[k] for r in res] for k in ("source", "status", "message", "num_frames", "bytes", "committed")}
+    res = cache_videos(inputs, layout, decode, frames, storage_options, retry)
+    return {k: [r[k] for r in res] for k in RESULT_KEYS}
 
 
 def _py(v):
@@ -74,7 +127,7 @@ def run_cache_frames(cfg: CacheFramesJobConfig) -> dict:
 
     t0 = time.time()
     opts = cfg.storage.storage_options()
-    layout = OutputLayout(cfg.output, opts)
+    layout = OutputLayout(cfg.output, opts, cfg.retry)
     claim = OutputClaim(layout, "frames", identity(cfg), cfg.input, cfg.append, data=("index", "shards")).check()
     state = load_cache_state(layout)
     listed: dict = {}
@@ -85,27 +138,27 @@ def run_cache_frames(cfg: CacheFramesJobConfig) -> dict:
     n_pending = sum(t.num_rows for t in pending)
     log.info("frames cache plan: %d inputs listed, %d already cached, %d to decode", total, skipped, n_pending)
     layout.write_bytes("resolved_config.yaml", to_yaml(cfg).encode())
-    counts: Counter = Counter()
-    frames_n = bytes_n = left = 0
+    progress = _Progress(n_pending, cfg.progress_every_s)
     if n_pending:
-        fn = partial(_cache_batch, layout=layout, decode=cfg.decode, frames=cfg.frames, storage_options=opts)
+        fn = partial(_cache_batch, layout=layout, decode=cfg.decode, frames=cfg.frames, storage_options=opts,
+                     retry=cfg.retry)
         dt = cfg.decode_task
         kwargs = dt.ray_kwargs(extra_mb=cfg.frames.shard_mb)
         logs = RayLogs(console=cfg.ray.console_logs)
-        with ray_session(cfg.ray, logs):
+        with ray_session(cfg.ray, logs), progress:
             ds = ray.data.from_arrow(pending).repartition(max(1, -(-n_pending // cfg.videos_per_task)))
             ds = ds.map_batches(fn, batch_size=cfg.videos_per_task, batch_format="numpy", **kwargs)
             for r in ds.iter_rows():
-                counts[r["status"]] += 1
-                frames_n += int(r["num_frames"])
-                bytes_n += int(r["bytes"])
-                left += 0 if r["committed"] else 1
+                progress.add(r)
+    folded = consolidate(layout)  # also the parts a killed run left
     after = load_cache_state(layout)
+    counts, left = progress.status, progress.left
     summary = {
         "output": cfg.output, "input": cfg.input, "complete": left == 0 and not cfg.limit,
         "nothing_to_do": n_pending == 0, "inputs_listed": total, "already_cached": skipped,
         "decoded_this_run": n_pending, "status_this_run": dict(counts), "left_for_next_run": left,
-        "frames_this_run": frames_n, "bytes_this_run": bytes_n,
+        "frames_this_run": progress.frames, "bytes_this_run": progress.bytes,
+        "index": {k: folded[k] for k in ("generation", "buckets", "parts", "buckets_written")},
         "videos_cached": after.ok, "frames_cached": after.frames, "failures": after.failures,
         "orphan_shards": after.orphan_shards, "duplicate_index_rows": after.duplicates,
         "seconds": round(time.time() - t0, 1), **identity(cfg),

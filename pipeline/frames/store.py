@@ -8,6 +8,9 @@ Layout under `output` (a local folder or an object-store prefix):
   index/index-<sha1 of its sources>.parquet   one row per video (`INDEX_SCHEMA`): status, source identity
         (size, etag, mtime), frame count, every sample's timestamp and source frame index, and where each row of its
         frames lives (shard name, row number)
+  index/_index.json, index/g<generation>/bucket-<b>-of-<B>.parquet   the parts folded into hash buckets at the end
+        of each run, so a reader opens one small file per video (`pipeline/frames/index.py`: consolidation and
+        the rule by which readers see every row exactly once)
   summary.json, resolved_config.yaml, _job.json
 
 Exactly once (the token shards' rule, `pipeline/tokenize/commit.py`): every file is published whole
@@ -17,7 +20,8 @@ videos no index row names (a finished cache: nothing to do). A task killed befor
 no index names (never read; rewritten under the same name when the re-run groups the same videos, else orphaned
 bytes: `summary.json` counts them as `orphan_shards`), and its videos are planned again — no frame is read twice
 or missing. A permanent decode failure (`pipeline.decode.status.PERMANENT`) is an index row with its reason (final);
-a transient one (`io_error`, `timeout`, a crashed decoder) writes nothing, so the next run tries it again.
+a transient one still failing after `retry.*` (`pipeline/frames/build.py`) writes nothing, so the next run tries
+it again.
 """
 
 from __future__ import annotations
@@ -103,11 +107,13 @@ class CacheState:
 
 
 def load_cache_state(layout: OutputLayout) -> CacheState:
-    """Read the key columns of every index file (and the shard listing, to count orphans)."""
+    """Read the key columns of every index row (bucket files and uncovered parts: `pipeline/frames/index.py`) and
+    the shard listing, to count orphans."""
+    from pipeline.frames.index import IndexView
+
     st = CacheState()
     named: set[str] = set()
-    for f in layout.list("index"):
-        t = layout.read_table(f, ["source", "status", "num_frames", "shards"])
+    for t in IndexView(layout).scan(["source", "status", "num_frames", "shards"]):
         for s, status, n, shards in zip(*(t.column(c).to_pylist() for c in ("source", "status", "num_frames",
                                                                                "shards"))):
             if s in st.done:

@@ -90,6 +90,7 @@ class Snapshot:
     counts: Counts
     total_inputs: int
     elapsed_s: float
+    units: tuple[str, str] = ("inputs", "windows")  # what is counted (the frames cache job: videos, frames)
 
     @property
     def windows_per_s(self) -> float:
@@ -114,7 +115,8 @@ class Snapshot:
         nfail = sum(c.failures.values())
         fails = f"failures {nfail}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(c.failures.items()) if v) + ")"
                                        if nfail else "")
-        return (f"progress: inputs {c.inputs}/{total} ({pct:.1f}%), windows {c.windows} ({self.windows_per_s:.2f}/s), "
+        what, parts = self.units
+        return (f"progress: {what} {c.inputs}/{total} ({pct:.1f}%), {parts} {c.windows} ({self.windows_per_s:.2f}/s), "
                 f"video {c.video_s / 3600:.2f} h ({self.video_hours_per_hour:.2f} video-h per wall-h), {fails}, "
                 f"ETA {format_duration(self.eta_s)}"
                 + (f"; tail: {', '.join(f.text() for f in c.in_flight)}" if c.in_flight else "")
@@ -139,8 +141,8 @@ class ProgressReporter:
     """Decides when a line is due and renders it; `clock` is `time.monotonic` in the job, a fake in the tests."""
 
     def __init__(self, total_inputs: int, every_s: float, clock: Callable[[], float] = time.monotonic,
-                 emit: Callable[[Snapshot], None] | None = None):
-        self.total_inputs, self.every_s, self.clock = total_inputs, every_s, clock
+                 emit: Callable[[Snapshot], None] | None = None, units: tuple[str, str] = ("inputs", "windows")):
+        self.total_inputs, self.every_s, self.clock, self.units = total_inputs, every_s, clock, units
         self.emit = emit or (lambda snap: log.info("%s", snap.line()))
         self.restart()
 
@@ -150,7 +152,7 @@ class ProgressReporter:
         self.next_due = self.start + self.every_s
 
     def snapshot(self, counts: Counts) -> Snapshot:
-        return Snapshot(counts, self.total_inputs, self.clock() - self.start)
+        return Snapshot(counts, self.total_inputs, self.clock() - self.start, self.units)
 
     def maybe_report(self, counts: Callable[[], Counts]) -> Snapshot | None:
         """Emit a line if one is due (`counts` is only evaluated then); returns the snapshot emitted, or None."""

@@ -32,7 +32,7 @@ def _check_all_frames(url: str, videos: list[str]) -> None:
     cache = FramesCache(url)
     for v in videos:
         want = sample_frames(v, fps=3.0, size=32).frames
-        e = cache.entries[v]
+        e = cache.entry(v)
         got = cache.frames(v, 0, e.num_frames)
         assert e.num_frames == len(want) and np.array_equal(got, want), \
             f"{v}: {e.num_frames} vs {len(want)} frames, max diff {np.abs(got.astype(int) - want[:len(got)]).max()}"
@@ -91,7 +91,8 @@ def test_cache_job_resumes_killed_run_exactly_once(videos, tmp_path, ray_local):
     s = run_cache_frames(cfg)
     assert s["already_cached"] == 1 and s["decoded_this_run"] == 2 and s["status_this_run"] == {"ok": 2}
     assert s["videos_cached"] == 3 and s["frames_cached"] == 24 + 36 + 9 and s["duplicate_index_rows"] == 0
-    assert all(_files(out)[p] == m for p, m in a_files.items() if "index" in p)  # a's index untouched
+    assert all(_files(out)[p] == m for p, m in a_files.items() if "shards" in p)  # a not decoded again
+    assert not [p for p in _files(out) if os.path.basename(p).startswith("index-")]  # parts folded into buckets
     _check_all_frames(out, inputs)
     before = _files(out)
     s2 = run_cache_frames(cfg)
