@@ -9,7 +9,11 @@ item 0, while the workers resume at step k), and `get_dataset_shard`'s `streamin
 the order the tasks finish, so no rank's batches were reproducible.
 
 Sizes: the W ranks' executors share Ray Data's object-store budget (each gets 1/W of it, as the one dataset had in
-all) and `decode_task.concurrency` (each 1/W, at least 1); decode tasks take CPUs as the cluster has them. A dataset
+all), `decode_task.concurrency` (each 1/W, at least 1) and the CPUs the trainers leave free (each rank's executor is
+limited to 1/W of them, at least one decode task's worth: `cpu_share`). The CPU share is not a nicety: Ray Data's
+autoscaling coordinator hands the cluster's resources to concurrent executors in the order they asked, so without a
+limit the first rank's executor can hold every free CPU while another rank's gets none — and a rank with no clips
+stalls the DDP all-reduce the first rank then waits in, forever (seen on a 4-CPU local Ray with two trainers). A dataset
 covers the items the remaining steps need if no video fails, plus a round; when failed videos leave it short, the
 next positions are opened, and a whole span of items without a clip stops the run with a clear error.
 """
@@ -67,6 +71,8 @@ class RankStream:
                                  items=items, index=run.paths.index)
         ds.context.execution_options.preserve_order = True  # this dataset's copy of the context
         ds.context.override_object_store_memory_limit_fraction = OBJECT_STORE_FRACTION / o.world
+        limits = ds.context.execution_options.resource_limits
+        ds.context.execution_options.resource_limits = limits.copy(cpu=cpu_share(cfg, o.world))
         return ds
 
     def _items(self) -> Iterator[tuple[int, list]]:
@@ -112,3 +118,12 @@ class RankStream:
             it.close()
             if it in self._open:
                 self._open.remove(it)
+
+
+def cpu_share(cfg, world: int) -> float:
+    """CPUs one rank's executor may use: the cluster's CPUs now, less the trainers' (`num_workers x cpus_per_worker`),
+    split over the W ranks, and never less than one decode task's `decode_task.num_cpus` (module docstring)."""
+    import ray
+
+    free = float(ray.cluster_resources().get("CPU", 0.0)) - cfg.num_workers * float(cfg.cpus_per_worker)
+    return max(float(cfg.decode_task.num_cpus), free / max(world, 1))
