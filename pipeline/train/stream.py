@@ -13,7 +13,12 @@ all), `decode_task.concurrency` (each 1/W, at least 1) and the CPUs the trainers
 limited to 1/W of them, at least one decode task's worth: `cpu_share`). The CPU share is not a nicety: Ray Data's
 autoscaling coordinator hands the cluster's resources to concurrent executors in the order they asked, so without a
 limit the first rank's executor can hold every free CPU while another rank's gets none — and a rank with no clips
-stalls the DDP all-reduce the first rank then waits in, forever (seen on a 4-CPU local Ray with two trainers). A dataset
+stalls the DDP all-reduce the first rank then waits in, forever (seen on a 4-CPU local Ray with two trainers).
+Known and not yet understood: a third training run in one long-lived local Ray (after a run whose worker was killed
+and a resumed run) twice stalled the same way with the CPU share in place — one CPU held outside the trainers, both
+ranks' decode tasks submitted but never started. Each job run starting its own Ray (the default without
+`ray.address`) does not show it; on a long-lived cluster, watch for `Cluster resources are not enough to run any
+task` in the run's `_logs/` and re-run. A dataset
 covers the items the remaining steps need if no video fails, plus a round; when failed videos leave it short, the
 next positions are opened, and a whole span of items without a clip stops the run with a clear error.
 """
