@@ -14,7 +14,7 @@ from pipeline.frames.run import run_cache_frames
 from pipeline.train.config import TrainConfig
 from pipeline.train.run import run_training
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def test_train_stage1_from_frames_cache(tmp_path, ray_local):

@@ -21,7 +21,7 @@ from pipeline.decode.synth import make_sample_corpus
 from pipeline.train.config import TrainConfig
 from tests.train.test_ray import PRESET, REPO, _digest_of_checkpoint
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def _train_job(cluster, input: Path, output: Path, name: str, log: Path) -> subprocess.Popen:

@@ -25,7 +25,7 @@ from vidtok import VidTok
 from vidtok.train_state import state_digest
 from vidtok.train_step import TrainState, make_optimizers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 PRESET = "vidtok_kl_causal_488_4chn_tiny"
 REPO = Path(__file__).resolve().parents[2]
 
