@@ -14,11 +14,12 @@ limited to 1/W of them, at least one decode task's worth: `cpu_share`). The CPU 
 autoscaling coordinator hands the cluster's resources to concurrent executors in the order they asked, so without a
 limit the first rank's executor can hold every free CPU while another rank's gets none — and a rank with no clips
 stalls the DDP all-reduce the first rank then waits in, forever (seen on a 4-CPU local Ray with two trainers).
-Known and not yet understood: a third training run in one long-lived local Ray (after a run whose worker was killed
-and a resumed run) twice stalled the same way with the CPU share in place — one CPU held outside the trainers, both
-ranks' decode tasks submitted but never started. Each job run starting its own Ray (the default without
-`ray.address`) does not show it; on a long-lived cluster, watch for `Cluster resources are not enough to run any
-task` in the run's `_logs/` and re-run. A dataset
+Known and not yet understood: with the CPU share in place, a training run still stalled the same way three times in
+full test-suite runs, each time while other Ray-heavy tests ran on the same 2 cores (once in a fresh private Ray):
+one CPU held outside the trainers, a decode task "running" without progress, Ray Data logging `Cluster resources are
+not enough to run any task from MapBatches(_decode_items)`, one rank spinning in the DDP all-reduce. Run alone the
+same tests pass (they run alone under `make test`: marker `alone`). On a cluster, watch the run's `_logs/` for that
+line. A dataset
 covers the items the remaining steps need if no video fails, plus a round; when failed videos leave it short, the
 next positions are opened, and a whole span of items without a clip stops the run with a clear error.
 """
