@@ -60,6 +60,9 @@ class DataConfig:
     #                                 video spread over batches; 0: no mixing
     sample_corpus_clips: int = 6  # embedded default: clips generated when `input` is empty
     frames: str = ""  # frames cache (jobs/cache_frames.py output) to read clips from; "" = decode every source
+    stall_timeout_s: float = 900.0  # a rank without a batch this long fails its worker, and FailureConfig restarts
+    #                                 the group from the last checkpoint (pipeline/train/stream.py: GuardedBatches);
+    #                                 0 = wait forever (then torch's 30-min collective timeout ends a stalled step)
 
 
 @dataclass
@@ -127,6 +130,8 @@ class TrainConfig:
             raise ValueError("steps and checkpoint_every must be >= 1, val_every >= 0 (0 disables validation)")
         if self.placement_strategy not in PLACEMENT_STRATEGIES:
             raise ValueError(f"placement_strategy={self.placement_strategy!r}: choose one of {PLACEMENT_STRATEGIES}")
+        if not self.data.stall_timeout_s >= 0:
+            raise ValueError(f"data.stall_timeout_s={self.data.stall_timeout_s}: seconds >= 0 (0: wait forever)")
         if self.data.shuffle_buffer_clips < 0 or self.data.clips_per_video < 1:
             raise ValueError(f"data.shuffle_buffer_clips={self.data.shuffle_buffer_clips}, data.clips_per_video="
                              f"{self.data.clips_per_video}: need shuffle_buffer_clips >= 0 (0: no mixing) and "

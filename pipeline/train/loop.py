@@ -39,7 +39,7 @@ from pipeline.train.data import load_val_clips
 from pipeline.train.monitor import BatchesDigest, StepTimer, TensorBoard, scalars
 from pipeline.train.order import Batch, Cursor, TrainOrder
 from pipeline.train.setup import TrainRun
-from pipeline.train.stream import RankStream
+from pipeline.train.stream import GuardedBatches, RankStream
 from vidtok import VidTok
 from vidtok.losses import VidTokLoss
 from vidtok.train_state import module_digest, restore_training_state, state_digest, training_state
@@ -145,7 +145,7 @@ class Trainer:
 
     def train(self) -> None:
         """The remaining steps, one batch each, then `finish`."""
-        batches = iter(self.stream)
+        batches = GuardedBatches(self.stream, self.cfg.data.stall_timeout_s)  # a stalled stream fails the worker
         try:
             while self.state.step < self.cfg.steps:
                 t0 = time.perf_counter()
@@ -155,8 +155,7 @@ class Trainer:
                                        f"{'ended' if batch is None else f'batch of step {batch.step}'} (a bug)")
                 self.step(batch, t0)
         finally:
-            batches.close()
-            self.stream.close()
+            batches.close()  # the stream too, from the thread that reads it
         self.finish()
 
     def step(self, batch: Batch, t0: float) -> None:

@@ -19,7 +19,12 @@ full test-suite runs, each time while other Ray-heavy tests ran on the same 2 co
 one CPU held outside the trainers, a decode task "running" without progress, Ray Data logging `Cluster resources are
 not enough to run any task from MapBatches(_decode_items)`, one rank spinning in the DDP all-reduce. Run alone the
 same tests pass (they run alone under `make test`: marker `alone`). On a cluster, watch the run's `_logs/` for that
-line. A dataset
+line. Ruled out since: Ray Data's coordinator keeps a killed process's executor registered until its request expires
+(180 s) and splits the CPUs left over among all registered executors by integer division, so restarted ranks can be
+granted 0 CPUs; reproduced (two executors killed, two new ones on 2 CPUs: all four granted none), the new executors
+still ran their tasks within 4 s. Whatever the cause, a rank no longer waits forever: `GuardedBatches` fails its
+worker after `data.stall_timeout_s` without a batch, and `FailureConfig` restarts the group from the last checkpoint.
+A dataset
 covers the items the remaining steps need if no video fails, plus a round; when failed videos leave it short, the
 next positions are opened, and a whole span of items without a clip stops the run with a clear error.
 """
@@ -29,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
+import threading
 from typing import Iterator
 
 from pipeline.train.data import build_train_dataset
@@ -133,3 +140,75 @@ def cpu_share(cfg, world: int) -> float:
 
     free = float(ray.cluster_resources().get("CPU", 0.0)) - cfg.num_workers * float(cfg.cpus_per_worker)
     return max(float(cfg.decode_task.num_cpus), free / max(world, 1))
+
+
+class StalledStream(RuntimeError):
+    """A rank waited longer than `data.stall_timeout_s` for its next batch."""
+
+
+class GuardedBatches:
+    """The batches of `stream` read ahead by one thread of their own, handed out with a time limit.
+
+    Why: a rank whose stream gives nothing (its decode tasks never scheduled, a store that hangs below every
+    timeout) would hold the other ranks in the DDP all-reduce until torch's collective timeout (30 min by default).
+    `next()` raises `StalledStream` after `timeout_s` without a batch instead: the worker fails, Ray Train's
+    `FailureConfig` restarts the group from the last checkpoint, and the run goes on (the cursor makes the restart
+    train on the same batches). The thread does every stream call (iterating and `close()`), so nothing closes a
+    Ray Data iterator from outside the thread that runs it; `close()` stops it and waits briefly."""
+
+    def __init__(self, stream, timeout_s: float, depth: int = 1):
+        self.stream, self.timeout_s = stream, float(timeout_s)
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="rank-batches", daemon=True)
+        self._thread.start()
+
+    _END = object()
+
+    def _pump(self) -> None:
+        item, batches = self._END, None
+        try:
+            batches = iter(self.stream)
+            for batch in batches:
+                if not self._put(batch):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            item = e
+        finally:
+            try:
+                if batches is not None and hasattr(batches, "close"):
+                    batches.close()
+                self.stream.close()
+            finally:
+                self._put(item)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            item = self._q.get(timeout=self.timeout_s) if self.timeout_s > 0 else self._q.get()
+        except queue.Empty:
+            raise StalledStream(
+                f"no training batch for {self.timeout_s:g} s (data.stall_timeout_s): this rank's data stream is "
+                "stalled (its decode tasks get no CPU, or reads hang; see the run's _logs/ for Ray Data's "
+                "'Cluster resources are not enough' line); failing the worker so that FailureConfig restarts the "
+                "group from the last checkpoint") from None
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self, wait_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout=wait_s)

@@ -64,7 +64,9 @@ def test_faults_cache_videos_retries_inside_then_leaves_for_next_run(s3_server, 
         res = cache_videos(s3videos["inputs"], OutputLayout(f"s3://{b}/short", opts, fast), DecodeConfig(), FRAMES,
                            opts, fast)
         assert proxy.stats["refused"] > 0
-    assert [r["status"] for r in res] == ["ok"] * 3 and all(r["committed"] for r in res) and res[0]["tries"] > 1
+    # some video was read again inside the run (which one met the outage depends on timing)
+    assert [r["status"] for r in res] == ["ok"] * 3 and all(r["committed"] for r in res)
+    assert max(r["tries"] for r in res) > 1
     _assert_cache_is(f"s3://{b}/short", s3_server, s3videos["want"])
 
     short = RetryConfig(attempts=2, base_s=0.1, max_s=0.2, deadline_s=5)

@@ -1,10 +1,15 @@
 """A rank's stream on real Ray Data (`pipeline.train.stream.RankStream`) gives exactly the batches of the pure order
 (`pipeline.train.order`) over the clips `_decode_items` makes, whatever order the decode tasks finish in: from step 0
-and resumed inside a round, with a broken video shifting the stream."""
+and resumed inside a round, with a broken video shifting the stream. `GuardedBatches` (no Ray): a stream that gives
+nothing for `data.stall_timeout_s` fails the worker instead of holding every rank in the all-reduce."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
+import pytest
 
 from pipeline.config import load_config
 from pipeline.decode.synth import write_synthetic_video
@@ -12,7 +17,7 @@ from pipeline.train.config import TrainConfig
 from pipeline.train.data import _decode_items, source_for_item
 from pipeline.train.order import TrainOrder
 from pipeline.train.setup import TrainRun
-from pipeline.train.stream import RankStream
+from pipeline.train.stream import GuardedBatches, RankStream, StalledStream
 
 
 def test_stream_rank_batches_equal_the_pure_order(ray_local, tmp_path):
@@ -58,3 +63,64 @@ def test_stream_rank_batches_equal_the_pure_order(ray_local, tmp_path):
         for g, w in zip(got, expect):
             diff = np.abs(np.stack(g.clips).astype(int) - np.stack(w.clips).astype(int))
             assert diff.max() == 0, f"step {g.step}: max {diff.max()} mean {diff.mean()}"
+
+
+class _Stream:
+    """A stand-in for `RankStream`: yields `items` (an exception instance is raised there), then blocks forever if
+    `hang`; records the threads that iterated and closed it."""
+
+    def __init__(self, items, hang=False):
+        self.items, self.hang, self.closed_by, self.read_by = items, hang, [], set()
+        self._never = threading.Event()
+
+    def __iter__(self):
+        for x in self.items:
+            self.read_by.add(threading.current_thread().name)
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+        if self.hang:
+            self._never.wait()
+
+    def close(self):
+        self.closed_by.append(threading.current_thread().name)
+
+
+def test_guarded_batches_pass_through_then_end_and_close_in_their_thread():
+    s = _Stream([1, 2, 3])
+    g = GuardedBatches(s, timeout_s=30)
+    assert list(g) == [1, 2, 3]
+    g.close()
+    assert s.closed_by == ["rank-batches"] and s.read_by == {"rank-batches"}
+
+
+def test_guarded_batches_raise_a_stall_and_pass_stream_errors():
+    """No batch within the limit: StalledStream naming the key (the worker fails; FailureConfig restarts the group).
+    An error of the stream is raised to the consumer as it is."""
+    g = GuardedBatches(_Stream([1], hang=True), timeout_s=0.3)
+    assert next(g) == 1
+    t = time.monotonic()
+    with pytest.raises(StalledStream, match="data.stall_timeout_s"):
+        next(g)
+    assert 0.25 < time.monotonic() - t < 5
+    g.close(wait_s=0.1)  # the reader is stuck in the stream: close() does not wait for it
+
+    g = GuardedBatches(_Stream([1, ValueError("bad clip")]), timeout_s=30)
+    assert next(g) == 1
+    with pytest.raises(ValueError, match="bad clip"):
+        next(g)
+
+
+def test_guarded_batches_close_early_stops_the_reader():
+    """The consumer stops after one batch (the last step): the reader, blocked on a full queue, stops and closes the
+    stream."""
+    s = _Stream(list(range(100)))
+    g = GuardedBatches(s, timeout_s=30)
+    assert next(g) == 0
+    g.close()
+    assert not g._thread.is_alive() and s.closed_by == ["rank-batches"]
+
+
+def test_stall_timeout_key_is_checked():
+    with pytest.raises(ValueError, match="data.stall_timeout_s"):
+        load_config(TrainConfig, None, ["data.stall_timeout_s=-1"])
