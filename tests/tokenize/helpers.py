@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 from pipeline.config import load_config
 from pipeline.decode.synth import write_synthetic_video
 from pipeline.tokenize.config import TokenizeJobConfig
+from pipeline.tokenize.schema import PLAN_SCHEMA
 
 # (seconds, fps): 6.5 s -> 19 samples at 3 FPS -> 1 window of 17; 12 s -> 36 samples -> 2 windows; 18 s -> 3 windows
 CLIPS = [(6.5, 24.0), (12.0, 25.0), (18.0, 30.0)]
@@ -31,6 +33,14 @@ def expected_windows(clips=CLIPS, num_frames=17) -> int:
     import math
 
     return sum((math.floor(sec * 3.0 - 1e-9) + 1) // num_frames for sec, _ in clips)
+
+
+def plan_table(paths, skip: dict | None = None) -> pa.Table:
+    """A plan (PLAN_SCHEMA) of local `paths` with their sizes; `skip`: {index: windows already committed}."""
+    skip = skip or {}
+    return pa.Table.from_pylist([{"source": str(p), "source_size": os.path.getsize(p), "skip_windows": skip.get(i, []),
+                                  "prev_windows": len(skip.get(i, []))} for i, p in enumerate(paths)],
+                                schema=PLAN_SCHEMA)
 
 
 def job_config(input: str, output: str, *extra: str) -> TokenizeJobConfig:

@@ -14,8 +14,12 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from pipeline.decode import DecodeConfig
+from pipeline.decode.segments import MIN_BYTES_PER_S
 from pipeline.tokenize.run import run_tokenize
-from tests.tokenize.helpers import FAST, expected_windows, job_config, make_corpus, read_folder, token_rows
+from pipeline.tokenize.segments import TASK_COLUMN, SplitLong
+from tests.tokenize.helpers import FAST, expected_windows, job_config, make_corpus, plan_table, read_folder, \
+    token_rows
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = fsspec.filesystem("file")
@@ -108,12 +112,22 @@ def _kill_tree(procs: list[int]) -> None:
 
 @pytest.mark.slow
 def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp_path):
-    """kill -9 of the driver mid-run, then a rerun during which a worker is killed -9: every window exactly once."""
-    make_corpus(tmp_path / "in", clips=CLIPS6)
+    """kill -9 of the driver mid-run, then a rerun during which a worker is killed -9: every window exactly once,
+    the output equal to an uninterrupted run's (whole inputs), one `ok` row per input. One run holds both kinds of
+    input: `decode.segment_s` is set at the 18-s clip's size, so it alone is cut into segments, one task each
+    (`pipeline.decode.segments.worth_probing`), and the others stay whole."""
+    paths = make_corpus(tmp_path / "in", clips=CLIPS6)
     want = expected_windows(CLIPS6)
-    run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "ref")))  # the uninterrupted reference
+    long = os.path.getsize(paths[2])
+    assert all(os.path.getsize(p) < long for p in paths if p != paths[2])
+    segment_s = (long - 1) / MIN_BYTES_PER_S
+    tasks = SplitLong(DecodeConfig(size=32, num_frames=17, segment_s=segment_s))(plan_table(paths))
+    cut = [t[0]["source"] for t in tasks.column(TASK_COLUMN).to_pylist() if t[0]["segment_first"] is not None]
+    assert cut == [str(paths[2])] * 3  # one window per segment
+
+    run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "ref"), "decode.segment_s=null"))  # the reference
     out = tmp_path / "out"
-    args = [f"input={tmp_path / 'in'}", f"output={out}", *FAST, "shards.shard_rows=1"]
+    args = [f"input={tmp_path / 'in'}", f"output={out}", *FAST, "shards.shard_rows=1", f"decode.segment_s={segment_s}"]
 
     proc = _start_job(args, tmp_path)
     _wait_for_shards(out, proc, 1)
@@ -137,7 +151,7 @@ def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp
     assert token_rows(a) == token_rows(b)
     st = read_folder(LOCAL, str(out / "status"))
     assert sorted(st.column("source").to_pylist()) == sorted(set(st.column("source").to_pylist()))
-    assert st.num_rows == len(CLIPS6) and (out / "_SUCCESS").exists()
+    assert st.num_rows == len(CLIPS6) and set(st.column("status").to_pylist()) == {"ok"} and (out / "_SUCCESS").exists()
     assert not [f for f in os.listdir(out / "tokens") if f.endswith(".tmp")] and not (out / "_plan").exists()
 
     again = subprocess.run([sys.executable, str(REPO / "jobs/tokenize_corpus.py"), *args], cwd=tmp_path,

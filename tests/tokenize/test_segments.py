@@ -1,16 +1,13 @@
 """Long inputs split across decode tasks (pipeline/tokenize/segments.py): one task per segment, the same windows and
 tokens as the whole-input decode, one status row per input that is `ok` only when every segment is in, a failing
-segment leaving its input pending, and kill -9 mid-input then a re-run giving the uninterrupted output."""
+segment leaving its input pending. kill -9 in the middle of a segmented input: tests/tokenize/test_e2e.py."""
 
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 import fsspec
 import pyarrow as pa
-import pytest
 
 from pipeline.decode import DecodeConfig
 from pipeline.storage import OutputLayout
@@ -20,25 +17,19 @@ from pipeline.tokenize.run import StatusTracker, run_tokenize
 from pipeline.tokenize.schema import PLAN_SCHEMA
 from pipeline.tokenize.segments import TASK_COLUMN, SplitLong, task_inputs
 from pipeline.tokenize.stages import DecodeInputs
-from tests.tokenize.helpers import FAST, expected_windows, job_config, make_corpus, read_folder, token_rows
+from tests.tokenize.helpers import expected_windows, job_config, make_corpus, plan_table, read_folder, token_rows
 
 LOCAL = fsspec.filesystem("file")
 SEG = "decode.segment_s=0.1"  # the tiny test clips (11-35 KB, 6.5-18 s) are cut into one window per segment
 DECODE = DecodeConfig(fps=3.0, size=32, num_frames=17, stride=17, timeout_s=60, segment_s=0.1)
 
 
-def _plan(paths, skip=None) -> pa.Table:
-    skip = skip or {}
-    return pa.Table.from_pylist([{"source": str(p), "source_size": os.path.getsize(p), "skip_windows": skip.get(i, []),
-                                  "prev_windows": len(skip.get(i, []))} for i, p in enumerate(paths)],
-                                schema=PLAN_SCHEMA)
-
 
 def test_split_long_one_task_per_segment_short_inputs_together(tmp_path):
     """Each segment is its own task row, first; the inputs that stay whole share one; committed windows are cut
     to their segment and a segment with nothing left is not emitted."""
     c0, c1, c2 = make_corpus(tmp_path / "in")  # 1, 2 and 3 windows
-    tasks = SplitLong(DECODE)(_plan([c0, c1, c2], skip={2: [0, 2]}))
+    tasks = SplitLong(DECODE)(plan_table([c0, c1, c2], skip={2: [0, 2]}))
     rows = tasks.column(TASK_COLUMN).to_pylist()
     got = [[(os.path.basename(r["source"]), r["segment_first"], r["segment_stop"], r["skip_windows"],
              r["prev_windows"]) for r in task] for task in rows]
@@ -46,12 +37,12 @@ def test_split_long_one_task_per_segment_short_inputs_together(tmp_path):
                    [("c0.mp4", None, None, [], 0)]]
     flat = task_inputs(tasks)
     assert flat.num_rows == 4 and set(PLAN_SCHEMA.names) <= set(flat.column_names)
-    plan = _plan([c0])
+    plan = plan_table([c0])
     assert task_inputs(plan) is plan
-    unsized = _plan([c2]).set_column(1, "source_size", pa.array([None], pa.int64()))  # a manifest without sizes
+    unsized = plan_table([c2]).set_column(1, "source_size", pa.array([None], pa.int64()))  # a manifest without sizes
     rows = SplitLong(DECODE)(unsized).column(TASK_COLUMN).to_pylist()
     assert [(r[0]["segment_first"], r[0]["source_size"]) for r in rows] == [(w, os.path.getsize(c2)) for w in range(3)]
-    whole = SplitLong(DecodeConfig(size=32, num_frames=17, segment_s=None))(_plan([c0, c1, c2]))
+    whole = SplitLong(DecodeConfig(size=32, num_frames=17, segment_s=None))(plan_table([c0, c1, c2]))
     assert [len(t) for t in whole.column(TASK_COLUMN).to_pylist()] == [3]
 
 
@@ -60,7 +51,7 @@ def test_decode_segment_sends_its_windows_and_no_ok_row(tmp_path):
     the driver's `ok` row stands for all segments."""
     _, _, c2 = make_corpus(tmp_path / "in")
     layout = OutputLayout(str(tmp_path / "out"))
-    tasks = SplitLong(DECODE)(_plan([c2]))
+    tasks = SplitLong(DECODE)(plan_table([c2]))
     stage = DecodeInputs(DECODE, layout, run_id="r1")
     for task in range(tasks.num_rows):
         out = pa.concat_tables(list(stage(tasks.slice(task, 1))))
@@ -73,7 +64,7 @@ def test_failing_segment_leaves_the_input_pending(tmp_path):
     the next run plans it again."""
     _, c1, _ = make_corpus(tmp_path / "in")
     layout = OutputLayout(str(tmp_path / "out"))
-    first, second = (t.slice(i, 1) for t in [SplitLong(DECODE)(_plan([c1]))] for i in range(2))
+    first, second = (t.slice(i, 1) for t in [SplitLong(DECODE)(plan_table([c1]))] for i in range(2))
     retry = RetryConfig(transient=["not_found"], attempts=2, base_s=0.05, max_s=0.1, deadline_s=10)
     stage = DecodeInputs(DECODE, layout, retry=retry, run_id="r1")
     tracker = StatusTracker(layout, "r1", every_inputs=1, every_s=60)
@@ -109,38 +100,3 @@ def test_tokenize_segmented_equals_whole_input_decode(ray_local, tmp_path):
     stats = "".join(p.read_text() for p in (tmp_path / "split" / "_stats").glob("*.txt"))  # Ray Data's own
     assert "SplitLong" in stats and "SplitLong" not in "".join(  # the split ran (its cut: the unit test above)
         p.read_text() for p in (tmp_path / "whole" / "_stats").glob("*.txt"))
-
-
-@pytest.mark.slow
-def test_tokenize_segments_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp_path):
-    """kill -9 of the driver in the middle of segmented inputs, then a re-run in which a decode worker is killed -9:
-    the output equals the uninterrupted run's, every window once, one status row per input."""
-    from tests.tokenize.test_e2e import CLIPS6, _descendants, _kill_tree, _start_job, _wait_for_chain_worker, \
-        _wait_for_shards
-
-    make_corpus(tmp_path / "in", clips=CLIPS6)
-    want = expected_windows(CLIPS6)
-    run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "ref"), "decode.segment_s=null"))
-    out = tmp_path / "out"
-    args = [f"input={tmp_path / 'in'}", f"output={out}", *FAST, "shards.shard_rows=1", SEG]
-
-    proc = _start_job(args, tmp_path)
-    _wait_for_shards(out, proc, 1)
-    ray_procs = _descendants(proc.pid)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(2)
-    _kill_tree([p for p in ray_procs if os.path.exists(f"/proc/{p}")])
-    assert len(os.listdir(out / "tokens")) < want, "the job finished before the kill; the test needs a slower corpus"
-
-    proc = _start_job(args, tmp_path)
-    os.kill(_wait_for_chain_worker(proc), signal.SIGKILL)
-    text, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, text[-4000:]
-
-    a, b = read_folder(LOCAL, str(tmp_path / "ref/tokens")), read_folder(LOCAL, str(out / "tokens"))
-    assert a.num_rows == b.num_rows == want, (a.num_rows, b.num_rows)
-    assert token_rows(a) == token_rows(b)
-    st = read_folder(LOCAL, str(out / "status"))
-    assert sorted(st.column("source").to_pylist()) == sorted(set(st.column("source").to_pylist()))
-    assert st.num_rows == len(CLIPS6) and set(st.column("status").to_pylist()) == {"ok"} and (out / "_SUCCESS").exists()
