@@ -1,4 +1,4 @@
-"""Video tensor conventions, written once: decoded frames <-> model input, and padding a clip to a length.
+"""Video tensor conventions, written once: decoded frames <-> model input.
 
 * Decoded frames: `(B, T, H, W, 3)` (or one clip `(T, H, W, 3)`) uint8 RGB, what `pipeline.decode` returns.
 * Model input / output: `(B, 3, T, H, W)` float in [-1, 1], as the official data pipeline builds it
@@ -36,14 +36,3 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     if v.dim() == 5:
         return v.permute(0, 2, 3, 4, 1).cpu().numpy()
     raise ValueError(f"expected video (B, 3, T, H, W) or (3, T, H, W), found {tuple(video.shape)}")
-
-
-def pad_to_length(frames: np.ndarray, length: int) -> np.ndarray:
-    """`(N, H, W, 3)` frames with `N < length` padded to `length` by repeating the last frame (spec §13.1 step 7);
-    clips already long enough are returned as they are."""
-    n = frames.shape[0]
-    if n == 0:
-        raise ValueError("cannot pad an empty clip")
-    if n >= length:
-        return frames
-    return np.concatenate([frames, np.repeat(frames[-1:], length - n, axis=0)], axis=0)

@@ -33,6 +33,18 @@ class Window:
     padded: int = 0
 
 
+def pad_to_length(frames: np.ndarray, length: int) -> np.ndarray:
+    """``(N, H, W, 3)`` frames with ``N < length`` padded to ``length`` by repeating the last frame (the ``pad`` tail
+    rule; VidTok spec §13.1 step 7); clips already long enough are returned as they are. Numpy only: a training
+    decode task uses it without importing torch."""
+    n = frames.shape[0]
+    if n == 0:
+        raise ValueError("cannot pad an empty clip")
+    if n >= length:
+        return frames
+    return np.concatenate([frames, np.repeat(frames[-1:], length - n, axis=0)], axis=0)
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     """``spans``: (start, stop, pad) over the samples for every window; ``tail``: samples after the last full

@@ -51,10 +51,9 @@ import numpy as np
 from pipeline.config import DecodeTaskConfig
 from pipeline.decode import DecodeConfig, decode_windows, iter_windows
 from pipeline.decode.index import VideoIndex, indexed_info
-from pipeline.decode.windows import RandomWindows
+from pipeline.decode.windows import RandomWindows, pad_to_length
 from pipeline.frames.read import cached_clips
 from pipeline.train.items import item_dataset
-from vidtok.video import pad_to_length
 
 log = logging.getLogger(__name__)
 
