@@ -35,6 +35,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+def proxy_options(endpoint: str, client_tries: int | None = None) -> dict:
+    """Storage options that reach the moto server through a proxy at ``endpoint``. ``client_tries``: botocore's own
+    attempts per request (the jobs use 3: `pipeline.storage.S3_CLIENT_CONFIG`); 1 where a test needs only its
+    ``retry.*`` tries to run out through a long outage, and not each try's client-side retries (seconds each)."""
+    opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
+    if client_tries:
+        opts["config_kwargs"] = {"retries": {"mode": "standard", "total_max_attempts": client_tries}}
+    return opts
+
+
 _ERROR_XML = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
               '<RequestId>fault-{n}</RequestId></Error>')
 _FAULTS = {"slowdown_503": (503, "SlowDown", "Please reduce your request rate."),

@@ -19,7 +19,7 @@ from pipeline.frames.read import FramesCache
 from pipeline.frames.store import load_cache_state
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.config import RetryConfig
-from tests.faults import FaultProxy, Outage
+from tests.faults import FaultProxy, Outage, proxy_options
 
 FRAMES = FramesConfig(size=32, frames_per_row=8, shard_mb=1)
 
@@ -35,10 +35,6 @@ def s3videos(s3_server, videos):
     want = {s: sample_frames(v, fps=3.0, size=32).frames for s, v in zip(srcs, videos)}
     return {"bucket": bucket, "inputs": [{"source": s, "source_size": os.path.getsize(v)}
                                          for s, v in zip(srcs, videos)], "want": want}
-
-
-def _opts(endpoint: str) -> dict:
-    return {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
 
 
 def _assert_cache_is(url: str, s3_server, want: dict) -> None:
@@ -60,7 +56,7 @@ def test_faults_cache_videos_retries_inside_then_leaves_for_next_run(s3_server, 
     b = s3videos["bucket"]
     fast = RetryConfig(attempts=30, base_s=0.3, max_s=1.0, deadline_s=90)
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=4, paths="/videos/")]) as proxy:
-        opts = _opts(proxy.endpoint_url)
+        opts = proxy_options(proxy.endpoint_url)
         res = cache_videos(s3videos["inputs"], OutputLayout(f"s3://{b}/short", opts, fast), DecodeConfig(), FRAMES,
                            opts, fast)
         assert proxy.stats["refused"] > 0
@@ -74,7 +70,7 @@ def test_faults_cache_videos_retries_inside_then_leaves_for_next_run(s3_server, 
                          ("output", Outage(after=1, seconds=600, paths=f"/{b}/out-output"))):
         url = f"s3://{b}/out-{name}"
         with FaultProxy(s3_server.endpoint_url, outages=[outage]) as proxy:
-            opts = _opts(proxy.endpoint_url)
+            opts = proxy_options(proxy.endpoint_url, client_tries=1)
             res = cache_videos(s3videos["inputs"], OutputLayout(url, opts, short), DecodeConfig(), FRAMES, opts, short)
         assert all(r["status"] == "io_error" and not r["committed"] for r in res), res
         if name == "inputs":

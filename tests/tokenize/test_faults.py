@@ -19,7 +19,7 @@ from pipeline.tokenize.config import RetryConfig
 from pipeline.tokenize.run import run_tokenize
 from pipeline.tokenize.schema import PLAN_SCHEMA
 from pipeline.tokenize.stages import DecodeInputs
-from tests.faults import FaultProxy, Outage
+from tests.faults import FaultProxy, Outage, proxy_options
 from tests.tokenize.helpers import CLIPS, job_config, make_corpus, read_folder, token_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,13 +92,13 @@ def test_faults_storage_write_survives_an_outage(s3_server):
     bucket = s3_server.make_bucket("fw")
     table = pa.table({"a": list(range(1000))})
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=4)]) as proxy:
-        lay = OutputLayout(f"s3://{bucket}/out", _opts(proxy.endpoint_url),
+        lay = OutputLayout(f"s3://{bucket}/out", proxy_options(proxy.endpoint_url),
                            RetryPolicy(attempts=20, base_s=0.5, max_s=2, deadline_s=60))
         lay.write_table("tokens/part-a.parquet", table)
         assert proxy.stats["refused"] > 0
     assert read_folder(s3_server.filesystem(), f"{bucket}/out/tokens").equals(table)
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=120)]) as proxy:
-        lay = OutputLayout(f"s3://{bucket}/out", _opts(proxy.endpoint_url),
+        lay = OutputLayout(f"s3://{bucket}/out", proxy_options(proxy.endpoint_url),
                            RetryPolicy(attempts=2, base_s=0.1, max_s=0.1, deadline_s=1))
         with pytest.raises(Exception) as err:
             lay.write_table("tokens/part-b.parquet", table)
@@ -115,13 +115,14 @@ def test_faults_decode_stage_retries_then_leaves_pending_rows(s3_server, corpus)
                                 schema=PLAN_SCHEMA)
     decode = DecodeConfig(fps=3.0, size=32, num_frames=17, stride=17, timeout_s=60)
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=6)]) as proxy:
-        lay = OutputLayout(f"s3://{corpus['bucket']}/unit", _opts(proxy.endpoint_url))
+        lay = OutputLayout(f"s3://{corpus['bucket']}/unit", proxy_options(proxy.endpoint_url))
         retry = RetryConfig(attempts=30, base_s=0.5, max_s=2, deadline_s=90)
         out = pa.concat_tables(list(DecodeInputs(decode, lay, retry=retry, run_id="r1")(plan)))
         assert proxy.stats["refused"] > 0
     assert out.num_rows == 1 and out.column("attempts").to_pylist()[0] > 1
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=300, paths="/videos/")]) as proxy:
-        lay = OutputLayout(f"s3://{corpus['bucket']}/unit", _opts(proxy.endpoint_url))  # inputs down, outputs up
+        # inputs down, outputs up; one client try per request: only retry.*'s 2 tries matter here
+        lay = OutputLayout(f"s3://{corpus['bucket']}/unit", proxy_options(proxy.endpoint_url, client_tries=1))
         stage = DecodeInputs(decode, lay, retry=RetryConfig(attempts=2, base_s=0.1, deadline_s=60), run_id="r2")
         assert list(stage(plan)) == []
     rows = read_folder(s3_server.filesystem(), f"{corpus['bucket']}/unit/status").to_pylist()
@@ -189,11 +190,7 @@ def _job(input: str, output: str, endpoint: str, extra: list[str]) -> subprocess
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
 
 
-def _opts(endpoint: str) -> dict:
-    return {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
-
-
 def _fs(s3_server, endpoint: str):
     import s3fs
 
-    return s3fs.S3FileSystem(**_opts(endpoint), skip_instance_cache=True)
+    return s3fs.S3FileSystem(**proxy_options(endpoint), skip_instance_cache=True)
