@@ -155,7 +155,7 @@ def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(down, s3_
     (the inputs down: pending io_error rows with their tries; the whole store down: the run stops). Re-running the
     same command, the store back, completes it with every window exactly once."""
     out = f"s3://{corpus['bucket']}/outage-{down}"
-    retry = ["retry.attempts=2", "retry.base_s=0.2", "retry.max_s=0.5", "retry.deadline_s=30", "ray.num_cpus=2"]
+    retry = ["retry.attempts=2", "retry.base_s=0.2", "retry.max_s=0.5", "retry.deadline_s=10", "ray.num_cpus=2"]
     outage = Outage(after=2, seconds=60, paths="/videos/") if down == "inputs" else Outage(after=25, seconds=45)
     with FaultProxy(s3_server.endpoint_url, outages=[outage]) as proxy:
         first = _job(corpus["input"], out, proxy.endpoint_url, retry)
