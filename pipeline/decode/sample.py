@@ -168,17 +168,23 @@ def _source_name(source: Source) -> str:
 def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
                   skip_windows: frozenset[int] = frozenset(), choose: Callable[[int], Iterable[int]] | None = None,
                   info: ProbeInfo | None = None) -> Iterator[Any]:
-    """The window stream as the child sends it: a header ``DecodeResult`` (status ok, ``num_windows_total`` and the
-    video's facts) before the first window, the ``Window``s, ``int`` progress beats (frames decoded so far), and a
-    final ``DecodeResult`` (the header's facts with the final status). Failures are final results, never raised."""
+    """The window stream as the child sends it: the ``ProbeInfo`` when it probed the source (not when ``info`` was
+    given), a header ``DecodeResult`` (status ok, ``num_windows_total`` and the video's facts) before the first window,
+    the ``Window``s, ``int`` progress beats (frames decoded so far), and a final ``DecodeResult`` (the header's facts
+    with the final status). Failures are final results, never raised."""
     name = _source_name(source)
     head: DecodeResult | None = None
     readable = None
     untimed = None  # (FrameSpill, ...) of an untimed container, closed at the end
     clock = ActiveClock()
     try:
+        probed = info is None
         readable, info = _open_probe(source, storage_options, cfg.max_pixels, cfg.max_duration_s, cfg.max_bytes,
                                      cfg.read_block_bytes, cfg.read_cache_bytes, info)
+        if probed:  # for the caller's video index (WindowStream.info): the next job need not probe again
+            clock.pause()
+            yield info
+            clock.resume()
         notes: list[str] = []
         use = _first_choice(cfg.backend, info, notes)
         w, h = _display_wh(info)
@@ -256,10 +262,12 @@ def _stream_items(source: Source, cfg: DecodeConfig, storage_options: dict | Non
 class WindowStream:
     """The windows of one input as they are cut (iterate once). ``result``: the input's ``DecodeResult`` — its facts
     and ``num_windows_total`` as soon as the first window has arrived (or the failure, if none will), and its final
-    status once the iteration ends. A status other than ``ok`` after some windows means the rest did not come."""
+    status once the iteration ends. A status other than ``ok`` after some windows means the rest did not come.
+    ``info``: the ``ProbeInfo`` the decode probed (None when it was given one, or the probe failed)."""
 
     def __init__(self, items: Iterator[Any], name: str):
         self._items, self.result = items, DecodeResult(name, st.OK)
+        self.info: ProbeInfo | None = None  # the source's probe result, when this stream probed it
 
     def __iter__(self) -> Iterator[Window]:
         for item in self._items:
@@ -267,6 +275,8 @@ class WindowStream:
                 yield item
             elif isinstance(item, DecodeResult):
                 self.result = item
+            elif isinstance(item, ProbeInfo):
+                self.info = item
             elif isinstance(item, CallOutcome) and item.kind != "ok":
                 self.result = self._failed(item)
 

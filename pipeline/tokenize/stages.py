@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.decode import DecodeConfig, iter_windows
+from pipeline.decode.index import VideoIndex
 from pipeline.decode.spatial import crop_dropped
 from pipeline.decode.status import DecoderUnavailable
 from pipeline.decode.windows import WindowRange
@@ -87,6 +88,7 @@ class DecodeInputs:
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
                  run_id: str | None = None, machine_burst: int = 0):
         self.cfg, self.layout, self.nodes = decode_cfg, layout, nodes
+        self.index = VideoIndex(layout)  # keyed rows under <output>/_index (pipeline/decode/index.py)
         self.retry, self.run_id = retry or RetryConfig(), run_id or new_run_id()
         self.machine_burst = machine_burst  # decode_task.machine_burst; 0 (unit tests' default): the rule is off
 
@@ -112,8 +114,11 @@ class DecodeInputs:
                     row.update({k: v for k, v in stat_source(row["source"], opts).items() if k != "source"})
                 except Exception:  # the decode below reports the io_error with its message
                     pass
+            identity = row  # source, size, etag, mtime as listed: an index row counts for that object only
+            # an input with windows committed before was probed then: its row in the video index spares the probe
+            known = self._find(identity) if skip or row.get("prev_windows") else None
             stream = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
-                                                             skip_windows=done, choose=segment),
+                                                             skip_windows=done, choose=segment, info=known),
                                    skip, self.retry, row["source"])
             chunk = []
             try:
@@ -127,6 +132,9 @@ class DecodeInputs:
                 self._stop(check, failed, "decoder unavailable", str(e))
             out = stream.outcome
             res = out.result
+            probed = getattr(stream.current, "info", None)
+            if probed is not None and (segment is None or segment.first == 0):  # one segment writes the row
+                self._keep(identity, probed)
             if chunk:  # windows before a failure are good: they go on, and the row below counts them
                 yield self._table(row, res, chunk, out.tries)
             status = {"status": res.status}
@@ -158,6 +166,23 @@ class DecodeInputs:
                                     status_table(rows, self.run_id))
         log.error("decode environment broken on %s: %s (%s)", node, reason, detail)
         raise MachineBroken(node, reason, detail, sorted(mine))
+
+    def _find(self, identity: dict):
+        """The input's probe result from the output's video index (None: not there, changed, or unreadable)."""
+        try:
+            return self.index.find(identity)
+        except Exception as e:  # the index only saves a probe: the decode probes as it would without one
+            log.warning("video index: could not read the row of %s (%s); probing it", identity["source"], e)
+            return None
+
+    def _keep(self, identity: dict, info) -> None:
+        """Write the input's keyed row to the output's video index (`<output>/_index`), which training and the next
+        run read instead of probing; a failed write costs only that (logged), never the input."""
+        try:
+            self.index.keep(identity, info)
+        except Exception as e:
+            log.warning("video index: could not write the row of %s (%s); a later job probes it again",
+                        identity["source"], e)
 
     @staticmethod
     def _info(row: dict, res) -> dict:

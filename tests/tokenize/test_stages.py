@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 
+import pipeline.decode.sample as sample
 from pipeline.decode import DecodeConfig
+from pipeline.decode.index import VideoIndex, identity_of, indexed_info
+from pipeline.decode.sample import probe_source
 from pipeline.decode.synth import read_frame_number
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.commit import status_shard_name
@@ -15,6 +21,7 @@ from pipeline.tokenize.schema import (
     PLAN_SCHEMA, WINDOW_SCHEMA, WRITTEN_SCHEMA, encoded_schema, frames_array, token_schema,
 )
 from pipeline.tokenize.stages import DecodeInputs, TokenizeClips, WriteTokenShard
+from tests.decode.test_index import _same
 from tests.tokenize.helpers import make_corpus
 from vidtok import VidTok
 from vidtok.video import to_model_input
@@ -93,3 +100,29 @@ def test_stages_tokenizer_compile_mode_is_checked_before_work(tmp_path):
     with pytest.raises(ConfigError, match="tokenizer.compile='turbo'.*reduce-overhead"):
         run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "out"), "tokenizer.compile=turbo"))
     assert not (tmp_path / "out" / "tokens").exists()
+
+
+def test_stages_decode_keeps_the_video_index_and_reads_it_again(tmp_path, monkeypatch):
+    """Each input the stage probes gets its keyed row in `<output>/_index` (the `ProbeInfo` a probe gives); a broken
+    input gets none; training pointed at that index reads the row, and an input tried before (windows committed) is
+    decoded from its row, both without probing again, to the same windows."""
+    good = [str(p) for p in make_corpus(tmp_path / "in", clips=[(12.0, 25.0), (6.5, 24.0)])]
+    bad = tmp_path / "in" / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    layout = OutputLayout(str(tmp_path / "out"))
+    inproc = dataclasses.replace(DECODE, isolate=False)  # in this process, so the probes can be counted
+    first = _stack(list(DecodeInputs(inproc, layout)(_plan([good[0], str(bad), good[1]]))))
+    index = VideoIndex(layout)
+    for s in good:
+        assert _same(probe_source(s, DECODE), index.find(identity_of(s))) == [], s
+    assert index.find(identity_of(str(bad))) is None
+
+    probes = []
+    monkeypatch.setattr(sample, "probe", lambda *a, **k: probes.append(a) or pytest.fail("probed again"))
+    monkeypatch.setattr(sample, "probe_source", lambda *a, **k: pytest.fail("probed again"))
+    # training pointed at this output's index (`index=<output>/_index`) finds the row: no probe
+    training_view = indexed_info(VideoIndex.at(str(tmp_path / "out" / "_index")), good[1], DECODE)
+    assert _same(index.find(identity_of(good[1])), training_view) == []
+    again = _stack(list(DecodeInputs(inproc, layout)(_plan([good[0]], [[1]]))))
+    assert probes == [] and again.column("window_index").to_pylist() == [0]
+    assert frames_array(again).tobytes() == frames_array(first)[:1].tobytes()
