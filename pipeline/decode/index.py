@@ -22,8 +22,9 @@ Where it lives, two layouts in one folder (``<output>/_index/`` by default; any 
 * keyed rows ``by-source/<h[:2]>/<h>.parquet``, ``h`` the sha1 of the source URL (``find`` / ``keep``): one file per
   input, found without a listing. The tokenize decode stage writes one for every input it probes and reads it for an
   input with windows committed before (``pipeline/tokenize/stages.py``). This is what training uses
-  (``indexed_info``): a decode task draws one video per item out of up to 10^6, so it must reach that video's row alone — not load the index (10^6 rows of packet tables
-  are gigabytes), not list or scan thousands of parts for every clip. One HEAD (the object's identity) and one GET
+  (``indexed_info``): a decode task draws one video per item out of up to 10^6, so it must reach that video's row
+  alone — not load the index (10^6 rows of packet tables are gigabytes), not list or scan thousands of parts for
+  every clip. One HEAD (the object's identity) and one GET
   of one small file (16 KB for a minute at 30 fps) per clip; a miss (first use, or a changed object) probes the
   video once, isolated and time-limited like a decode, and writes its row; concurrent first uses write the same
   row, atomically, last one wins. Alternatives weighed: the driver resolving every row once and shipping them with the items (memory grows
@@ -194,6 +195,11 @@ class VideoIndex:
     def at(cls, url: str, storage_options: dict | None = None) -> "VideoIndex":
         """The index whose folder is ``url`` (e.g. ``s3://bucket/tokens/_index``: the ``index=`` key of a job)."""
         return cls(OutputLayout(url, storage_options or {}), "")
+
+    @classmethod
+    def of_job(cls, layout: OutputLayout, url: str = "") -> "VideoIndex":
+        """A job's index: the folder its ``index=`` key names, else ``_index/`` under its output ``layout``."""
+        return cls.at(url, layout.storage_options) if url else cls(layout)
 
     def _keyed(self, source: str) -> str:
         h = hashlib.sha1(source.encode()).hexdigest()

@@ -15,6 +15,7 @@ from typing import Optional
 
 from pipeline.config import VIDEO_EXTENSIONS, DecodeTaskConfig, RayConfig, StorageConfig, check_preset
 from pipeline.decode import DecodeConfig
+from pipeline.decode.index import check_index_url
 from pipeline.decode.status import IO_ERROR, REASONS
 from pipeline.retry import RetryPolicy
 
@@ -154,6 +155,8 @@ class TokenizeJobConfig:
     #                              (no _SUCCESS, summary "partial") until a run without limit completes it
     dry_run: bool = False  # list and plan, print counts and the estimated windows / video hours, write nothing
     dry_run_probe: int = 32  # dry run: inputs probed (container only, no decoding) to estimate windows; all if fewer
+    index: str = ""  # video index folder the decode stage reads and writes probe results in (e.g. one shared with
+    #                  other jobs over the same videos); "" = <output>/_index (training's `index=` can point at it)
     progress_every_s: float = 30.0  # seconds between progress lines (and Ray metric updates) while the job runs
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     decode_task: TokenizeDecodeTaskConfig = field(default_factory=TokenizeDecodeTaskConfig)
@@ -170,6 +173,7 @@ class TokenizeJobConfig:
         check_preset("preset", self.preset)
         _check(self.limit is None or self.limit >= 1, f"limit must be >= 1 or null (all inputs), found {self.limit}")
         _check(self.dry_run_probe >= 0, f"dry_run_probe must be >= 0 (0: no estimate), found {self.dry_run_probe}")
+        check_index_url("index", self.index)
         _check(self.progress_every_s > 0, f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")
         self.extensions = [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions]
 

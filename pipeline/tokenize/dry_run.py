@@ -150,7 +150,7 @@ def dry_run(cfg: TokenizeJobConfig) -> DryRunReport:
         inputs_done_before=plan.skipped_done, failed_before=dict(sorted(state.failures.items())),
         duplicate_inputs_in_listing=plan.duplicates_in_input, windows_committed=state.committed_windows,
         settings_differ=differ, refusal=refusal)
-    _estimate(report, sampler, plan.pending, decode, opts, VideoIndex(layout))
+    _estimate(report, sampler, plan.pending, decode, opts, VideoIndex.of_job(layout, cfg.index))
     return report
 
 

@@ -86,9 +86,9 @@ class DecodeInputs:
     """
 
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
-                 run_id: str | None = None, machine_burst: int = 0):
+                 run_id: str | None = None, machine_burst: int = 0, index: str = ""):
         self.cfg, self.layout, self.nodes = decode_cfg, layout, nodes
-        self.index = VideoIndex(layout)  # keyed rows under <output>/_index (pipeline/decode/index.py)
+        self.index = VideoIndex.of_job(layout, index)  # keyed rows: `index=`, else <output>/_index (decode/index.py)
         self.retry, self.run_id = retry or RetryConfig(), run_id or new_run_id()
         self.machine_burst = machine_burst  # decode_task.machine_burst; 0 (unit tests' default): the rule is off
 
@@ -334,7 +334,7 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
                             batch_format="pyarrow", num_cpus=SPLIT_CPUS).repartition(target_num_rows_per_block=1)
         per_decode = 1  # one TASK row: a batch's whole inputs, or one segment
     return (
-        ds.map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst),
+        ds.map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst, cfg.index),
                        batch_size=per_decode, batch_format="pyarrow", **dt.ray_kwargs())
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,

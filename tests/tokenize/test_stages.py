@@ -22,7 +22,7 @@ from pipeline.tokenize.schema import (
 )
 from pipeline.tokenize.stages import DecodeInputs, TokenizeClips, WriteTokenShard
 from tests.decode.test_index import _same
-from tests.tokenize.helpers import make_corpus
+from tests.tokenize.helpers import job_config, make_corpus
 from vidtok import VidTok
 from vidtok.video import to_model_input
 
@@ -126,3 +126,17 @@ def test_stages_decode_keeps_the_video_index_and_reads_it_again(tmp_path, monkey
     again = _stack(list(DecodeInputs(inproc, layout)(_plan([good[0]], [[1]]))))
     assert probes == [] and again.column("window_index").to_pylist() == [0]
     assert frames_array(again).tobytes() == frames_array(first)[:1].tobytes()
+
+
+
+def test_stages_decode_index_key_names_another_folder(tmp_path):
+    """`index=` (the job's key, handed to the stage) puts the keyed rows in that folder instead of `<output>/_index`;
+    a file given as the folder is refused, naming the key."""
+    src = str(make_corpus(tmp_path / "in", clips=[(6.5, 24.0)])[0])
+    layout = OutputLayout(str(tmp_path / "out"))
+    shared = str(tmp_path / "shared_index")
+    assert _stack(list(DecodeInputs(DECODE, layout, index=shared)(_plan([src])))).num_rows == 1
+    assert VideoIndex.at(shared).find(identity_of(src)) is not None
+    assert VideoIndex(layout).find(identity_of(src)) is None
+    with pytest.raises(ValueError, match="index="):
+        job_config(str(tmp_path / "in"), str(tmp_path / "o2"), f"index={src}")
