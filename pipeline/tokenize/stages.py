@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +60,7 @@ from pipeline.tokenize.schema import (
 log = logging.getLogger(__name__)
 
 WINDOWS_PER_YIELD = 4  # a few windows per yielded table: Ray cuts blocks at target_max_block_size
+INDEX_WRITERS = 4  # threads per decode task writing video index rows (one small Parquet PUT per input)
 TILE_FRAMES = 16  # v1.1 temporal tile (t_chunk_enc) for whole-clip pieces, as the official long-video inference
 
 
@@ -97,9 +99,13 @@ class DecodeInputs:
         opts = self.layout.storage_options
         check = _machine_check(self.run_id, self.machine_burst)
         current = CurrentInput(self.nodes)
+        # index rows are written beside the decoding (a PUT per input would otherwise add its latency to every
+        # input: on tiny clips more than their decode); the task ends when they are written
+        self._writes = ThreadPoolExecutor(max_workers=INDEX_WRITERS, thread_name_prefix="index-row")
         try:
             yield from self._decode(task_inputs(plan), opts, check, current)
         finally:
+            self._writes.shutdown(wait=True)
             current.close()
 
     def _decode(self, plan: pa.Table, opts: dict, check: MachineCheck, current: "CurrentInput"):
@@ -134,7 +140,7 @@ class DecodeInputs:
             res = out.result
             probed = getattr(stream.current, "info", None)
             if probed is not None and (segment is None or segment.first == 0):  # one segment writes the row
-                self._keep(identity, probed)
+                self._writes.submit(self._keep, dict(identity), probed)
             if chunk:  # windows before a failure are good: they go on, and the row below counts them
                 yield self._table(row, res, chunk, out.tries)
             status = {"status": res.status}
