@@ -139,7 +139,9 @@ class DecodeInputs:
             out = stream.outcome
             res = out.result
             probed = getattr(stream.current, "info", None)
-            if probed is not None and (segment is None or segment.first == 0):  # one segment writes the row
+            # rows for inputs that gave windows (one segment writes it): an input without any (too short, broken) is
+            # not worth a write, which costs ~2 ms of CPU where a too-short clip's whole probe costs about as much
+            if probed is not None and res.status == "ok" and (segment is None or segment.first == 0):
                 self._writes.submit(self._keep, dict(identity), probed)
             if chunk:  # windows before a failure are good: they go on, and the row below counts them
                 yield self._table(row, res, chunk, out.tries)
