@@ -33,7 +33,8 @@ TEST_PROCS ?= 2
 XDIST := $(if $(filter 0,$(TEST_PROCS)),-p no:xdist,-n $(TEST_PROCS) --dist loadfile)
 
 # Ray Train end-to-end runs (marker `alone`) go after the rest, one at a time: on 2 cores, beside other tests, their
-# DDP ranks starved each other's decode tasks and stalled (twice in a full run; never alone).
+# DDP ranks stalled three times (never alone; cause not found, see pipeline/train/stream.py). A stalled rank now fails
+# after data.stall_timeout_s and the run restarts from its checkpoint, but that restart would change what they assert.
 test: setup
 	$(PY) -m pytest -q $(XDIST) -m "not alone"
 	$(PY) -m pytest -q -p no:xdist -m alone

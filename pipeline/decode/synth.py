@@ -204,6 +204,8 @@ def write_synthetic_video(
                 opts["x265-params"] = opts.get("x265-params", "log-level=error") + f":bframes={bframes}"
         if codec == "libx265":
             opts.setdefault("x265-params", "log-level=error")
+        if codec == "libsvtav1":  # one thread pool: with its default (one per core, 48 threads here) the encoder's
+            opts.setdefault("svtav1-params", "lp=1")  # flush once hung for good in svt_av1_enc_get_packet (test media)
         stream.codec_context.options = opts
         if quarter:
             stream.set_display_rotation(-90 * quarter)  # PyAV takes counter-clockwise degrees
