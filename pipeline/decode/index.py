@@ -20,8 +20,8 @@ Where it lives, two layouts in one folder (``<output>/_index/`` by default; any 
   of inputs (the tokenize dry run); a lookup reads the asked-for rows of every part — right for a planner that
   resolves a batch of inputs at once.
 * keyed rows ``by-source/<h[:2]>/<h>.parquet``, ``h`` the sha1 of the source URL (``find`` / ``keep``): one file per
-  input, found without a listing. The tokenize decode stage writes one for every input it probes and reads it for an
-  input with windows committed before (``pipeline/tokenize/stages.py``). This is what training uses
+  input, found without a listing. The tokenize decode stage writes one for every input it probes that gives
+  windows, and reads it for an input with windows committed before (``pipeline/tokenize/stages.py``). Training uses
   (``indexed_info``): a decode task draws one video per item out of up to 10^6, so it must reach that video's row
   alone — not load the index (10^6 rows of packet tables are gigabytes), not list or scan thousands of parts for
   every clip. One HEAD (the object's identity) and one GET

@@ -176,7 +176,7 @@ class DecodeInputs:
         raise MachineBroken(node, reason, detail, sorted(mine))
 
     def _find(self, identity: dict):
-        """The input's probe result from the output's video index (None: not there, changed, or unreadable)."""
+        """The input's probe result from the job's video index (None: not there, changed, or unreadable)."""
         try:
             return self.index.find(identity)
         except Exception as e:  # the index only saves a probe: the decode probes as it would without one
@@ -184,8 +184,8 @@ class DecodeInputs:
             return None
 
     def _keep(self, identity: dict, info) -> None:
-        """Write the input's keyed row to the output's video index (`<output>/_index`), which training and the next
-        run read instead of probing; a failed write costs only that (logged), never the input."""
+        """Write the input's keyed row to the job's video index (`index=`, else `<output>/_index`), which training and
+        the next run read instead of probing; a failed write costs only that (logged), never the input."""
         try:
             self.index.keep(identity, info)
         except Exception as e:
