@@ -14,14 +14,15 @@ of a segment) to the window whose first sample lies closest after a restart poin
 also did — stay few: the cut falls at key frames.
 
 Which inputs are looked at: only MP4/MOV files whose probe came from the container header (``indexed_from ==
-"header"``): every segment task probes the input again, and only a header probe is cheap enough to repeat (a few KB
-per minute of video); a container that must be demuxed whole to be probed (Matroska without cues, AVI, MPEG-PS)
+"header"``): the split probes the header once and keeps the result in the job's video index (``find_segments``),
+and every segment task reads that row (a header probe is also cheap enough to repeat where the index cannot be
+written: a few KB per minute of video); a container that must be demuxed whole to be probed (Matroska without cues, AVI, MPEG-PS)
 would be read once per segment, and one without presentation times (AVI, MPEG-PS) can only be sampled by decoding
 all of it. Those stay one task. ``worth_probing`` is the cheap pre-filter on the listed size, so a corpus of short
 clips costs no probe at all.
 
-``find_segments`` runs the probe in the isolated decode child (``pipeline/decode/isolate.py``), like every decode,
-and never raises: any failure means "do not cut", and the whole-input decode then classifies the input.
+``find_segments`` reads the input's video index row, or runs the probe in the isolated decode child
+(``pipeline/decode/isolate.py``) like every decode, and never raises: any failure means "do not cut", and the whole-input decode then classifies the input.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +39,9 @@ from .header import is_mp4
 from .probe import ProbeInfo, probe
 from .resample import select_frames
 from .source import RemoteObject, Source, open_binary, open_source
+
+if TYPE_CHECKING:
+    from .index import VideoIndex
 
 log = logging.getLogger(__name__)
 
@@ -103,42 +108,73 @@ def cut_segments(info: ProbeInfo, cfg: DecodeConfig) -> Segments | None:
     return Segments(n, ranges, sampled_s) if len(ranges) > 1 else None
 
 
-def probe_segments(source: Source, cfg: DecodeConfig, storage_options: dict | None = None) -> Segments | None:
-    """Probe ``source`` from its header and cut it (runs in the decode child; raises what the probe raises)."""
+def segments_of(info: ProbeInfo | None, cfg: DecodeConfig) -> Segments | None:
+    """The segments of an input probed from its header (``info``: a probe or a video index row), None for one task:
+    not probed from a header (module docstring), or over ``max_pixels`` / ``max_duration_s`` (the whole-input decode
+    reports those as ``too_large``), or not long enough to cut."""
+    if info is None or info.indexed_from != "header":
+        return None
+    if cfg.max_pixels is not None and info.width * info.height > cfg.max_pixels:
+        return None
+    if cfg.max_duration_s is not None and info.duration_s > cfg.max_duration_s:
+        return None
+    return cut_segments(info, cfg)
+
+
+def header_probe(source: Source, cfg: DecodeConfig, storage_options: dict | None = None) -> ProbeInfo | None:
+    """``source``'s probe if it is an MP4/MOV object (runs in the decode child; raises what the probe raises); None
+    for other containers and for bytes in memory (nothing to gain from reading it in pieces)."""
     readable, _ = open_source(source, storage_options, cfg.max_bytes, cfg.read_block_bytes, cfg.read_cache_bytes)
     try:
         if isinstance(readable, (bytes, bytearray)):
-            return None  # in memory: nothing to gain from reading it in pieces
+            return None
         with open_binary(readable) as f:
             head = f.read(16)
-        if not is_mp4(head):
-            return None
-        info = probe(readable)
-        if info.indexed_from != "header":
-            return None
-        if cfg.max_pixels is not None and info.width * info.height > cfg.max_pixels:
-            return None  # the whole-input decode reports it (too_large)
-        if cfg.max_duration_s is not None and info.duration_s > cfg.max_duration_s:
-            return None
-        return cut_segments(info, cfg)
+        return probe(readable) if is_mp4(head) else None
     finally:
         if isinstance(readable, RemoteObject):
             readable.close()
 
 
-def find_segments(source: Source, cfg: DecodeConfig, storage_options: dict | None = None) -> Segments | None:
-    """:func:`probe_segments` in the isolated decode child, time-limited by ``decode.timeout_s``; never raises:
-    a failure of any kind is None (the input stays one task and its decode says what is wrong)."""
+def probe_segments(source: Source, cfg: DecodeConfig, storage_options: dict | None = None) -> Segments | None:
+    """Probe ``source`` from its header and cut it (in this process; raises what the probe raises)."""
+    return segments_of(header_probe(source, cfg, storage_options), cfg)
+
+
+def find_segments(source: Source, cfg: DecodeConfig, storage_options: dict | None = None,
+                  index: "VideoIndex | None" = None, identity: dict | None = None) -> Segments | None:
+    """The segments of ``source`` (None: one task); never raises: a failure of any kind is None (the input stays
+    one task and its decode says what is wrong).
+
+    With a video ``index`` and the input's listed ``identity``, its row there is used (one small read instead of the
+    header's, which is 1 MB per ~15 minutes of 30 fps video); on a miss the header is probed and the row written, so
+    the segment tasks (``DecodeInputs``) and later jobs read it instead of probing again. The probe runs in the
+    isolated decode child, time-limited by ``decode.timeout_s``, like every decode."""
     from .sample import _runner  # the process's decode child, shared with iter_windows
 
+    if index is not None and identity is not None:
+        try:
+            info = index.find(identity)
+        except Exception as e:  # the index only saves a probe
+            log.warning("video index: could not read the row of %s (%s); probing it", source, e)
+            info = None
+        if info is not None:
+            return segments_of(info, cfg)
     try:
         if not cfg.isolate:
-            return probe_segments(source, cfg, storage_options)
-        out = _runner().call(probe_segments, source, cfg, storage_options, timeout_s=cfg.timeout_s)
+            info = header_probe(source, cfg, storage_options)
+        else:
+            out = _runner().call(header_probe, source, cfg, storage_options, timeout_s=cfg.timeout_s)
+            if out.kind != "ok":
+                log.info("%s: not cut into segments (probe %s: %s)", source, out.kind, out.message or out.value)
+                return None
+            info = out.value
     except Exception as e:
         log.info("%s: not cut into segments (%s: %s)", source, type(e).__name__, e)
         return None
-    if out.kind != "ok":
-        log.info("%s: not cut into segments (probe %s: %s)", source, out.kind, out.message or out.value)
-        return None
-    return out.value
+    if info is not None and index is not None and identity is not None:
+        try:
+            index.keep(identity, info)
+        except Exception as e:  # costs only a probe per segment task
+            log.warning("video index: could not write the row of %s (%s)", source, e)
+    return segments_of(info, cfg)

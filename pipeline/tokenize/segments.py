@@ -11,8 +11,10 @@ in parallel, as the plan streams: `SplitLong` probes (from the container header,
 `pipeline.decode.segments.find_segments`) only the inputs whose listed size says they may be long
 (`segments.worth_probing`: at least `decode.segment_s` seconds at 1 Mbit/s; an input listed without a size is
 asked for it first, one HEAD request the decode task would make anyway). A corpus of short
-clips thus pays one cheap task per batch and no read; a long MP4 pays one header read more than before, per segment
-(each segment task probes it again). Probing inside the decode task and emitting sub-tasks from there is not
+clips thus pays one cheap task per batch and no read. A long MP4's row in the job's video index (`index=`, else
+`<output>/_index`) is read instead of its header when it is there (a re-run, a corpus indexed by another job);
+otherwise the split probes the header once and writes the row, and each segment task reads that row instead of
+probing again (`DecodeInputs`). Probing inside the decode task and emitting sub-tasks from there is not
 possible in a Ray Data chain (an operator cannot feed work back to itself), and a second pass would start the
 segments only after everything else.
 
@@ -33,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.decode import DecodeConfig
+from pipeline.decode.index import VideoIndex
 from pipeline.decode.segments import find_segments, worth_probing
 from pipeline.inputs import stat_source
 
@@ -66,8 +69,9 @@ class SplitLong:
     """`map_batches` body: plan rows -> TASK rows (module docstring). Segments come first (the longest work
     starts first), then one row holding the batch's inputs that stay whole."""
 
-    def __init__(self, decode_cfg: DecodeConfig, storage_options: dict | None = None):
+    def __init__(self, decode_cfg: DecodeConfig, storage_options: dict | None = None, index: VideoIndex | None = None):
         self.cfg, self.opts = decode_cfg, storage_options or {}
+        self.index = index  # the job's video index: a long input's row is read there, or written after its probe
 
     def __call__(self, plan: pa.Table) -> pa.Table:
         whole: list[dict] = []
@@ -91,7 +95,8 @@ class SplitLong:
         """The segment rows of `row` that still have windows to decode; [] keeps the input whole."""
         if not worth_probing(row.get("source_size"), self.cfg):
             return []
-        segs = find_segments(row["source"], self.cfg, self.opts)
+        identity = {k: row.get(k) for k in ("source", "source_size", "source_etag", "source_mtime")}
+        segs = find_segments(row["source"], self.cfg, self.opts, self.index, identity)
         if segs is None:
             return []
         skip = [int(w) for w in row.get("skip_windows") or ()]

@@ -121,8 +121,9 @@ class DecodeInputs:
                 except Exception:  # the decode below reports the io_error with its message
                     pass
             identity = row  # source, size, etag, mtime as listed: an index row counts for that object only
-            # an input with windows committed before was probed then: its row in the video index spares the probe
-            known = self._find(identity) if skip or row.get("prev_windows") else None
+            # an input with windows committed before was probed then, a segment's by the split stage: its row in the
+            # video index spares the probe
+            known = self._find(identity) if skip or row.get("prev_windows") or segment is not None else None
             stream = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
                                                              skip_windows=done, choose=segment, info=known),
                                    skip, self.retry, row["source"])
@@ -338,7 +339,8 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
     ds = ray.data.read_parquet(plan_files, filesystem=plan_fs).repartition(target_num_rows_per_block=per_task)
     per_decode = per_task
     if decode_cfg.segment_s:  # long inputs: one decode task per segment (pipeline/tokenize/segments.py)
-        ds = ds.map_batches(SplitLong(decode_cfg, layout.storage_options), batch_size=per_task,
+        split = SplitLong(decode_cfg, layout.storage_options, VideoIndex.of_job(layout, cfg.index))
+        ds = ds.map_batches(split, batch_size=per_task,
                             batch_format="pyarrow", num_cpus=SPLIT_CPUS).repartition(target_num_rows_per_block=1)
         per_decode = 1  # one TASK row: a batch's whole inputs, or one segment
     return (

@@ -4,10 +4,12 @@ segment leaving its input pending. kill -9 in the middle of a segmented input: t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import fsspec
 import pyarrow as pa
+import pytest
 
 from pipeline.decode import DecodeConfig
 from pipeline.storage import OutputLayout
@@ -57,6 +59,27 @@ def test_decode_segment_sends_its_windows_and_no_ok_row(tmp_path):
         out = pa.concat_tables(list(stage(tasks.slice(task, 1))))
         assert out.column("window_index").to_pylist() == [task] and out.column("num_windows").to_pylist() == [3]
     assert not layout.list("status")
+
+
+def test_split_keeps_the_probe_in_the_video_index_and_segments_read_it(tmp_path, monkeypatch):
+    """The split probes a long input's header once and writes its row to the job's video index; the segment tasks
+    and a second split read that row instead of probing, and cut and decode the same windows."""
+    import pipeline.decode.sample as sample
+    import pipeline.decode.segments as segments
+    from pipeline.decode.index import VideoIndex, identity_of
+
+    _, _, c2 = make_corpus(tmp_path / "in")
+    layout = OutputLayout(str(tmp_path / "out"))
+    inproc = dataclasses.replace(DECODE, isolate=False)  # in this process, so the probes can be counted
+    index = VideoIndex(layout)
+    first = SplitLong(inproc, index=index)(plan_table([c2]))
+    assert index.find(identity_of(str(c2))) is not None and first.num_rows == 3
+    monkeypatch.setattr(segments, "probe", lambda *a, **k: pytest.fail("probed again"))
+    monkeypatch.setattr(sample, "probe", lambda *a, **k: pytest.fail("probed again"))
+    assert SplitLong(inproc, index=index)(plan_table([c2])).equals(first)
+    stage = DecodeInputs(inproc, layout, run_id="r1")
+    got = [pa.concat_tables(list(stage(first.slice(t, 1)))).column("window_index").to_pylist() for t in range(3)]
+    assert got == [[0], [1], [2]]
 
 
 def test_failing_segment_leaves_the_input_pending(tmp_path):
