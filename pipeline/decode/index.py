@@ -14,27 +14,25 @@ packet in decode order, the information of the `moov` box's sample tables; a key
 16 KB). Rows of parts written before
 these columns existed read back with an empty table (windows then decode through the container).
 
-Where it lives, two layouts in one folder (``<output>/_index/`` by default; any job can be pointed at another's):
-
-* batch parts ``part-<time>-<random>.parquet`` (``add`` / ``lookup``), written atomically by whoever probed a batch
-  of inputs (the tokenize dry run); a lookup reads the asked-for rows of every part — right for a planner that
-  resolves a batch of inputs at once.
-* keyed rows ``by-source/<h[:2]>/<h>.parquet``, ``h`` the sha1 of the source URL (``find`` / ``keep``): one file per
-  input, found without a listing. The tokenize decode stage writes one for every input it probes that gives
-  windows, and reads it for an input with windows committed before (``pipeline/tokenize/stages.py``). Training uses
-  (``indexed_info``): a decode task draws one video per item out of up to 10^6, so it must reach that video's row
-  alone — not load the index (10^6 rows of packet tables are gigabytes), not list or scan thousands of parts for
-  every clip. One HEAD (the object's identity) and one GET
-  of one small file (16 KB for a minute at 30 fps) per clip; a miss (first use, or a changed object) probes the
-  video once, isolated and time-limited like a decode, and writes its row; concurrent first uses write the same
-  row, atomically, last one wins. Alternatives weighed: the driver resolving every row once and shipping them with the items (memory grows
-  with the corpus, and the packet tables would ride in every task), or parts partitioned by source hash (still a
-  listing plus footers per lookup, and a writer per partition).
+Where it lives (``<output>/_index/`` by default; any job can be pointed at another's): one keyed row file per input,
+``by-source/<h[:2]>/<h>.parquet``, ``h`` the sha1 of the source URL (``find`` / ``keep``; ``lookup`` for a batch of
+inputs, read in parallel), found without a listing. Written by whoever probes an input that decodes: the tokenize
+decode stage (for every input that gives windows), its split stage (a long input, before its segments), the frames
+cache job and training on first use; read by the decode stage for an input with windows committed before and for a
+segment, by the split stage, the dry run (``lookup``), the frames cache and training (``indexed_info``). Training
+decides the layout: a decode task draws one video per item out of up to 10^6, so it must reach that video's row
+alone — not load the index (10^6 rows of packet tables are gigabytes), not list or scan thousands of parts for
+every clip. One HEAD (the object's identity) and one GET of one small file (16 KB for a minute at 30 fps) per clip;
+a miss (first use, or a changed object) probes the video once, isolated and time-limited like a decode, and writes
+its row; concurrent first uses write the same row, atomically, last one wins. Alternatives weighed: the driver
+resolving every row once and shipping them with the items (memory grows with the corpus, and the packet tables
+would ride in every task), or parts partitioned by source hash (still a listing plus footers per lookup, and a
+writer per partition). (An earlier layout of batch parts, ``part-<time>-<random>.parquet``, is no longer written
+or read.)
 
 When it is rebuilt: a row counts only for the same source with the same size and, where the listing (or the
-object's metadata, for keyed rows: ``identity_of``, one HEAD) gives them, the same etag and mtime (``lookup`` /
-``find``), so a replaced object is probed again and its new row supersedes the old (the newest matching part wins;
-a keyed row is overwritten). Only successful probes are stored: a failure is the status table's business, and a
+object's metadata: ``identity_of``, one HEAD) gives them, the same etag and mtime (``find``), so a replaced object
+is probed again and its new row overwrites the old. Only successful probes are stored: a failure is the status table's business, and a
 transient one must be retried.
 
 Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster; a miss in ``indexed_info`` probes through the
@@ -48,15 +46,12 @@ import hashlib
 import logging
 import os
 import posixpath
-import time
-import uuid
 from dataclasses import fields
 from fractions import Fraction
 from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.storage import OutputLayout, is_remote, local_path, url_to_fs
 
@@ -66,6 +61,7 @@ log = logging.getLogger(__name__)
 
 INDEX_DIR = "_index"
 PROBE_BLOCK_BYTES = 1 << 20  # read block of a probe that fills the index on a miss (indexed_info)
+LOOKUP_THREADS = 16  # keyed rows read at once by `lookup`
 KEYED_DIR = "by-source"  # one row file per input, named by the hash of its URL (VideoIndex.find / keep)
 _ARRAYS = ("pts_ticks", "restart_ticks", "restart_pos", "pkt_pts", "pkt_pos", "pkt_size")  # int64 arrays
 _DELTAS = ("pts_ticks", "pkt_pts")  # stored delta-coded (small, repetitive numbers compress well)
@@ -166,30 +162,17 @@ class VideoIndex:
     def __init__(self, layout: OutputLayout, folder: str = INDEX_DIR):
         self.layout, self.folder = layout, folder
 
-    def add(self, records: list[dict]) -> str | None:
-        """Write ``records`` as one new part (atomically); returns its URL (None when there is nothing)."""
-        if not records:
-            return None
-        table = pa.Table.from_pylist(records, schema=SCHEMA)
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # name order = write order
-        return self.layout.write_table(posixpath.join(self.folder, name), table)
-
     def lookup(self, identities: Iterable[dict]) -> dict[str, ProbeInfo]:
-        """``source -> ProbeInfo`` for the given inputs that have a current row; absent: not indexed, or changed.
+        """``source -> ProbeInfo`` for the given inputs that have a current keyed row (absent: not indexed, or
+        changed), `LOOKUP_THREADS` rows read at once (an object store answers each in ~10-30 ms)."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        Reads only the rows of these sources from each part (memory: the asked-for rows, not the index)."""
-        want = {i["source"]: i for i in identities}
+        want = list({i["source"]: i for i in identities}.values())
         if not want:
             return {}
-        found: dict[str, tuple[float, dict]] = {}
-        keys = pa.array(sorted(want), pa.string())
-        for path in self.layout.list(self.folder):
-            t = self.layout.read_table(path)
-            t = t.filter(pc.is_in(t["source"], value_set=keys))
-            for row in t.to_pylist():
-                if _matches(row, want[row["source"]]):
-                    found[row["source"]] = row  # later parts (listed in name order) replace earlier ones
-        return {s: info_of(r) for s, r in found.items()}
+        with ThreadPoolExecutor(min(LOOKUP_THREADS, len(want))) as pool:
+            found = pool.map(self.find, want)
+        return {i["source"]: info for i, info in zip(want, found) if info is not None}
 
     @classmethod
     def at(cls, url: str, storage_options: dict | None = None) -> "VideoIndex":

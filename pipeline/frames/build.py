@@ -10,6 +10,10 @@ are in the task's shard buffer): the next try skips them (`skip_windows`, as the
 index writes are retried under the same policy (`OutputLayout.retry`). What still fails after that writes no index
 row: the video is left for the next run (`committed: false`; the job exits 3).
 
+The video index (`index=`, else `<output>/_index`; `pipeline/decode/index.py`): a video whose row is there is
+decoded from it without probing (a corpus tokenized first, or a re-run), and every video probed here that decodes
+gets its row, so training's source path (`data.index=`) and later jobs need not probe it.
+
 Memory per call is bounded by `frames.shard_mb` (plus one row of decoded frames), not by the videos' length: the
 decoder streams pieces of `frames_per_row` samples (`DecodeConfig.whole_clip` pieces), each is encoded as it arrives,
 and a shard is committed whenever the encoded frames pass `shard_mb`.
@@ -22,6 +26,7 @@ import logging
 
 from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.decode import status as st
+from pipeline.decode.index import VideoIndex
 from pipeline.frames.codec import encode_frame
 from pipeline.frames.config import FramesConfig
 from pipeline.frames.store import write_index, write_shard
@@ -36,6 +41,36 @@ def cache_decode_config(decode: DecodeConfig, frames: FramesConfig) -> DecodeCon
     """The decode settings whose pieces are the cache's rows: every sample, `frames.size`², nothing dropped."""
     return dataclasses.replace(decode, size=frames.size, buckets=None, whole_clip=True,
                                max_frames=frames.frames_per_row, num_frames=None, stride=None, tail="skip")
+
+
+class _Probes:
+    """The video index as the cache uses it (pipeline/decode/index.py): a video's row spares its probe, and a video
+    probed here that decoded gets its row. Neither is worth failing a video for: errors are logged."""
+
+    def __init__(self, index: VideoIndex | None):
+        self.index = index
+
+    @staticmethod
+    def identity(inp: dict) -> dict:
+        return {k: inp.get(k) for k in ("source", "source_size", "source_etag", "source_mtime")}
+
+    def find(self, inp: dict):
+        if self.index is None or inp.get("source_size") is None:  # no listed identity to match a row against
+            return None
+        try:
+            return self.index.find(self.identity(inp))
+        except Exception as e:
+            log.warning("video index: could not read the row of %s (%s); probing it", inp["source"], e)
+            return None
+
+    def keep(self, inp: dict, info) -> None:
+        if self.index is None or info is None or inp.get("source_size") is None:
+            return
+        try:
+            self.index.keep(self.identity(inp), info)
+        except Exception as e:
+            log.warning("video index: could not write the row of %s (%s); a later job probes it again",
+                        inp["source"], e)
 
 
 class _Shards:
@@ -66,17 +101,20 @@ class _Shards:
 
 
 def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig, frames: FramesConfig,
-                 storage_options: dict | None = None, retry: RetryConfig | None = None) -> list[dict]:
+                 storage_options: dict | None = None, retry: RetryConfig | None = None,
+                 index: VideoIndex | None = None) -> list[dict]:
     """Cache `inputs` (rows with `source` and optional `source_size/etag/mtime`) under `retry` (module docstring;
     None: `RetryConfig()`); returns one result per input: `{source, status, message, num_frames, bytes, video_s,
-    tries, committed}` (committed false: still failing after `retry.*`, left for the next run)."""
+    tries, committed}` (committed false: still failing after `retry.*`, left for the next run). `index`: the video
+    index whose row of a video spares its probe, and which gets the row of each video probed here that decoded."""
     retry = retry or RetryConfig()
     cfg = cache_decode_config(decode, frames)
     shards = _Shards(layout, frames.shard_mb << 20)
+    videos = _Probes(index)
     index, results = [], []
     try:
         for inp in inputs:
-            results.append(_cache_one(inp, cfg, frames, shards, index, storage_options, retry))
+            results.append(_cache_one(inp, cfg, frames, shards, index, storage_options, retry, videos))
         shards.flush()
         if index:
             for r in index:
@@ -98,11 +136,12 @@ def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig,
 
 
 def _cache_one(inp: dict, cfg: DecodeConfig, frames: FramesConfig, shards: _Shards, index: list, storage_options,
-               retry: RetryConfig) -> dict:
+               retry: RetryConfig, videos: "_Probes") -> dict:
     """Decode one video under `retry`, its rows into `shards`, its index row into `index`; returns its result."""
     src = inp["source"]
-    stream = RetriedStream(lambda skip: iter_windows(src, cfg, storage_options=storage_options, skip_windows=skip),
-                           frozenset(), retry, f"frames cache: {src}")
+    known = videos.find(inp)
+    stream = RetriedStream(lambda skip: iter_windows(src, cfg, storage_options=storage_options, skip_windows=skip,
+                                                     info=known), frozenset(), retry, f"frames cache: {src}")
     ts, idx, nbytes, nrows = {}, {}, 0, 0
     for piece in stream:
         blobs = [encode_frame(f, frames.format) for f in piece.frames]
@@ -121,6 +160,8 @@ def _cache_one(inp: dict, cfg: DecodeConfig, frames: FramesConfig, shards: _Shar
     if status == st.OK and not times:
         status, message = st.CORRUPT, "no frame decoded"
     committed = outcome.final
+    if status == st.OK:
+        videos.keep(inp, getattr(stream.current, "info", None))
     out = {"source": src, "status": status, "message": message, "num_frames": len(times), "bytes": nbytes,
            "video_s": (times[-1] + 1.0 / cfg.fps) if times else 0.0, "tries": outcome.tries, "committed": committed}
     if status != st.OK:

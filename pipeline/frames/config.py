@@ -8,6 +8,7 @@ from typing import Optional
 
 from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
 from pipeline.decode import DecodeConfig
+from pipeline.decode.index import check_index_url
 from pipeline.frames.codec import check_format
 from pipeline.tokenize.config import RetryConfig
 
@@ -39,6 +40,8 @@ class CacheFramesJobConfig:
     manifest_column: str = "path"  # path column of a manifest
     extensions: list[str] = field(default_factory=lambda: [
         ".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".ts", ".flv", ".wmv", ".ogv"])
+    index: str = ""  # video index folder (probe results) read and written for the videos cached, e.g. the tokenize
+    #                  job's <output>/_index; "" = <output>/_index (training's `index=` can point at it)
     append: bool = False  # add this input's videos to a cache that holds another input's (else refused)
     limit: Optional[int] = None  # cache at most this many new videos (null = all)
     videos_per_task: int = 8  # videos per Ray decode task (one index commit each)
@@ -63,6 +66,7 @@ class CacheFramesJobConfig:
             raise ValueError(f"videos_per_task must be >= 1, found {self.videos_per_task}")
         if not self.progress_every_s > 0:
             raise ValueError(f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")
+        check_index_url("index", self.index)
         if self.retry.permanent:
             raise ValueError("retry.permanent=true is not supported by the frames cache: a video's final index "
                              "row is its one row (pipeline/frames/store.py); cache such videos into a new output")

@@ -26,6 +26,7 @@ from functools import partial
 import pyarrow as pa
 
 from pipeline.config import to_yaml
+from pipeline.decode.index import VideoIndex
 from pipeline.frames.build import cache_videos
 from pipeline.frames.config import CacheFramesJobConfig
 from pipeline.frames.index import consolidate
@@ -109,11 +110,11 @@ class _Progress:
         self.reporter.final(self.counts)
 
 
-def _cache_batch(batch: dict, *, layout, decode, frames, storage_options, retry) -> dict:
+def _cache_batch(batch: dict, *, layout, decode, frames, storage_options, retry, index) -> dict:
     """map_batches body: a group of input rows -> one result row per input (the frames go to storage)."""
     keys = [k for k in ("source_size", "source_etag", "source_mtime") if k in batch]
     inputs = [{"source": s, **{k: _py(batch[k][i]) for k in keys}} for i, s in enumerate(batch["source"])]
-    res = cache_videos(inputs, layout, decode, frames, storage_options, retry)
+    res = cache_videos(inputs, layout, decode, frames, storage_options, retry, index)
     return {k: [r[k] for r in res] for k in RESULT_KEYS}
 
 
@@ -141,7 +142,7 @@ def run_cache_frames(cfg: CacheFramesJobConfig) -> dict:
     progress = _Progress(n_pending, cfg.progress_every_s)
     if n_pending:
         fn = partial(_cache_batch, layout=layout, decode=cfg.decode, frames=cfg.frames, storage_options=opts,
-                     retry=cfg.retry)
+                     retry=cfg.retry, index=VideoIndex.of_job(layout, cfg.index))
         dt = cfg.decode_task
         kwargs = dt.ray_kwargs(extra_mb=cfg.frames.shard_mb)
         logs = RayLogs(console=cfg.ray.console_logs)

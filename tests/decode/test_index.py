@@ -33,7 +33,8 @@ def test_index_rows_round_trip_the_matrix(media, tmp_path):  # noqa: F811
         infos[str(m.path)] = probe(str(m.path))
         ids.append({"source": str(m.path), "source_size": m.path.stat().st_size, "source_etag": None,
                     "source_mtime": m.path.stat().st_mtime})
-    idx.add([record_of(i, infos[i["source"]]) for i in ids])
+    for i in ids:
+        idx.keep(i, infos[i["source"]])
     got = idx.lookup(ids)
     assert sorted(got) == sorted(infos)
     for src, info in infos.items():
@@ -41,26 +42,26 @@ def test_index_rows_round_trip_the_matrix(media, tmp_path):  # noqa: F811
 
 
 def test_index_lookup_misses_changed_objects_and_newest_wins(media, tmp_path):  # noqa: F811
-    """A row counts only for the same size / etag / mtime; of two current rows the later part wins."""
+    """A row counts only for the same size / etag / mtime; a newer row of the same source replaces the older."""
     m = media["h264_mp4_24"]
     info = probe(str(m.path))
     ident = {"source": "s3://b/v.mp4", "source_size": 100, "source_etag": "e1", "source_mtime": 5.0}
     idx = VideoIndex(OutputLayout(str(tmp_path / "out")))
     assert idx.lookup([ident]) == {}  # no index yet
-    idx.add([record_of(ident, info)])
+    idx.keep(ident, info)
     assert idx.lookup([ident])["s3://b/v.mp4"].num_packets == info.num_packets
     for change in ({"source_size": 101}, {"source_etag": "e2"}, {"source_mtime": 6.0}):
         assert idx.lookup([{**ident, **change}]) == {}, change
     assert "s3://b/v.mp4" in idx.lookup([{**ident, "source_etag": None, "source_mtime": None}])  # listing lacks them
     newer = dataclasses.replace(info, num_packets=info.num_packets + 1)
-    idx.add([record_of(ident, newer)])
+    idx.keep(ident, newer)
     assert idx.lookup([ident])["s3://b/v.mp4"].num_packets == info.num_packets + 1
     assert idx.lookup([{"source": "s3://b/other.mp4", "source_size": 1}]) == {}
 
 
 def test_index_keyed_rows_find_keep_and_change(media, tmp_path):  # noqa: F811
     """A keyed row (one file per source, read without listing) is found for the same object only; keeping a new
-    version replaces it; the batch parts of the same folder neither see it nor hide it."""
+    version replaces it; a batch `lookup` reads the same rows."""
     m = media["h264_rot90_mp4"]
     info = probe(str(m.path))
     ident = {"source": "s3://b/v.mp4", "source_size": 100, "source_etag": "e1", "source_mtime": 5.0}
@@ -74,13 +75,12 @@ def test_index_keyed_rows_find_keep_and_change(media, tmp_path):  # noqa: F811
     newer = {**ident, "source_etag": "e2", "source_size": 200}
     idx.keep(newer, dataclasses.replace(info, num_packets=info.num_packets + 1))
     assert idx.find(ident) is None and idx.find(newer).num_packets == info.num_packets + 1
-    assert idx.lookup([newer]) == {}  # batch lookups read the parts only
-    idx.add([record_of(ident, info)])
-    assert idx.lookup([ident])["s3://b/v.mp4"].rotation == 90 and idx.find(ident) is None
+    assert idx.lookup([newer])["s3://b/v.mp4"].num_packets == info.num_packets + 1
+    assert idx.lookup([ident]) == {}
 
 
-def test_index_rows_of_older_parts_still_read(media, tmp_path):  # noqa: F811
-    """A part written before the packet table existed reads back with an empty table (windows then decode through
+def test_index_rows_of_older_versions_still_read(media, tmp_path):  # noqa: F811
+    """A row written before the packet table existed reads back with an empty table (windows then decode through
     the container)."""
     import pyarrow as pa
 
@@ -92,7 +92,8 @@ def test_index_rows_of_older_parts_still_read(media, tmp_path):  # noqa: F811
     old = pa.Table.from_pylist([record_of(ident, info)], schema=SCHEMA)
     old = old.drop_columns(["extradata", "pkt_pts", "pkt_pos", "pkt_size", "pkt_key"])
     layout = OutputLayout(str(tmp_path / "out"))
-    layout.write_table("_index/part-0.parquet", old)
-    got = VideoIndex(layout).lookup([ident])["x.mp4"]
+    idx = VideoIndex(layout)
+    layout.write_table(idx._keyed("x.mp4"), old)
+    got = idx.lookup([ident])["x.mp4"]
     assert got.num_packets == info.num_packets and len(got.pkt_pos) == 0 and not packets.usable(got)
     assert packets.usable(info)

@@ -53,6 +53,29 @@ def test_cache_build_stores_every_sample_bit_identical(videos, tmp_path):
     assert all(len(r["timestamps"]) in (24, 36, 9) for r in t)
 
 
+def test_cache_keeps_and_reads_the_video_index(videos, tmp_path, monkeypatch):
+    """Each video the cache probes and decodes gets its video index row (the probe's result); a second cache over
+    the same videos (another output, `index=` the first's) decodes from those rows without probing, to the same
+    frames."""
+    import pipeline.decode.sample as sample
+    from pipeline.decode.index import VideoIndex, identity_of
+    from pipeline.decode.sample import probe_source
+    from tests.decode.test_index import _same
+
+    inputs = [{"source": v, "source_size": os.path.getsize(v)} for v in videos]
+    inproc = DecodeConfig(isolate=False)  # in this process, so the probes can be counted
+    first = OutputLayout(str(tmp_path / "a"))
+    index = VideoIndex(first)
+    assert [r["status"] for r in cache_videos(inputs, first, inproc, FRAMES, index=index)] == ["ok"] * 3
+    for v in videos:
+        assert _same(probe_source(v, inproc), index.find(identity_of(v))) == [], v
+    monkeypatch.setattr(sample, "probe", lambda *a, **k: pytest.fail("probed again"))
+    assert [r["status"] for r in cache_videos(inputs, OutputLayout(str(tmp_path / "b")), inproc, FRAMES,
+                                              index=index)] == ["ok"] * 3
+    monkeypatch.undo()  # the check below decodes from the sources
+    _check_all_frames(str(tmp_path / "b"), videos)
+
+
 def test_cache_broken_input_is_a_final_index_row(tmp_path, videos):
     """A file that is not a video gets an index row with its reason; the good one is cached."""
     bad = tmp_path / "bad.mp4"

@@ -28,7 +28,7 @@ def test_tokenize_reads_each_input_once(ray_local, s3_server, tmp_path):
 def test_dry_run_takes_current_index_rows_instead_of_probing(tmp_path):
     """With `_index/` rows for two of three inputs (one of them for an older version of its file), the dry run
     takes one input from the index, probes the other two, and estimates what it estimates without an index."""
-    from pipeline.decode.index import VideoIndex, record_of
+    from pipeline.decode.index import VideoIndex
     from pipeline.decode.probe import probe
     from pipeline.inputs import iter_inputs
     from pipeline.storage import OutputLayout
@@ -41,7 +41,9 @@ def test_dry_run_takes_current_index_rows_instead_of_probing(tmp_path):
     rows = [r for t in iter_inputs(str(tmp_path / "in"), extensions=cfg.extensions) for r in t.to_pylist()]
     assert len(rows) == 3 and plain.from_index == 0
     stale = {**rows[1], "source_size": rows[1]["source_size"] + 1}  # the object has changed since it was indexed
-    VideoIndex(OutputLayout(str(out))).add([record_of(r, probe(r["source"])) for r in (rows[0], stale)])
+    index = VideoIndex(OutputLayout(str(out)))
+    for r in (rows[0], stale):
+        index.keep(r, probe(r["source"]))
     r = dry_run(cfg)
     assert (r.probed, r.from_index) == (3, 1) and "1 of them from the video index" in r.estimate_basis
     assert (r.expected_windows, r.expected_video_hours) == (plain.expected_windows, plain.expected_video_hours)
