@@ -137,3 +137,44 @@ class WindowRange:
 
     def __call__(self, num_windows: int) -> range:
         return range(max(self.first, 0), min(self.stop, num_windows))
+
+
+class WindowCutter:
+    """The windows of ``plan`` (except those in ``skip``) cut from a video's samples arriving in order, a run of
+    consecutive samples at a time (``add``; e.g. the frames cache's rows): exactly the windows :func:`cut_windows`
+    cuts from all samples, each returned as soon as its last sample is in, holding only the samples from the next
+    window's start on."""
+
+    def __init__(self, plan: WindowPlan, skip: frozenset[int] = frozenset()):
+        self.plan = plan
+        self.todo = [w for w in range(len(plan.spans)) if w not in skip]
+        self.next = 0  # position in `todo` of the next window to cut
+        self.first = 0  # sample position of the first held sample
+        self.seen = 0  # samples added so far
+        self.held: list[tuple[np.ndarray, float, int]] = []  # (frame, timestamp, index) from `first` on
+
+    @property
+    def done(self) -> bool:
+        """Every window asked for has been cut."""
+        return self.next == len(self.todo)
+
+    def add(self, frames: np.ndarray, timestamps, indices) -> list[Window]:
+        """Take the next ``len(frames)`` samples; returns the windows they complete."""
+        self.held.extend(zip(frames, timestamps, indices))
+        self.seen += len(frames)
+        out = []
+        while not self.done:
+            w = self.todo[self.next]
+            start, stop, pad = self.plan.spans[w]
+            if stop > self.seen:
+                break
+            sel = list(range(start, stop)) + [stop - 1] * pad
+            rows = [self.held[p - self.first] for p in sel]
+            out.append(Window(w, np.stack([r[0] for r in rows]), np.array([r[1] for r in rows], np.float64),
+                              np.array([r[2] for r in rows], np.int64), pad))
+            self.next += 1
+        keep = min(self.plan.spans[self.todo[self.next]][0] if not self.done else self.seen, self.seen)
+        if keep > self.first:
+            del self.held[:keep - self.first]
+            self.first = keep
+        return out

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 
 from pipeline.decode import DecodeConfig, iter_windows
+from pipeline.decode.windows import WindowCutter
 from pipeline.decode import status as st
 from pipeline.decode.index import VideoIndex
 from pipeline.frames.codec import encode_frame
@@ -100,6 +101,129 @@ class _Shards:
         self.rows, self.bytes = [], 0
 
 
+class GroupWriter:
+    """The frames of a group of videos, committed together (`pipeline/frames/store.py`): each piece of samples is
+    encoded into the shard buffer as it arrives (`add`), each video ends with its index row (`finish`) or with
+    nothing (`forget`: left for the next run), and `commit` flushes the shards and then writes the group's index part
+    (the commit point). Used by the frames-cache job (`cache_videos`) and the tokenize job's side output
+    (`frames.output`, `pipeline/tokenize/stages.py`)."""
+
+    def __init__(self, layout: OutputLayout, frames: FramesConfig):
+        self.layout, self.frames = layout, frames
+        self.shards = _Shards(layout, frames.shard_mb << 20)
+        self.index: list[dict] = []
+        self._ts: dict[str, dict[int, list]] = {}
+        self._idx: dict[str, dict[int, list]] = {}
+        self._bytes: dict[str, int] = {}
+
+    def add(self, source: str, piece) -> None:
+        """One piece of `source`'s samples (a `Window` of the cache decode: row `piece.index`)."""
+        blobs = [encode_frame(f, self.frames.format) for f in piece.frames]
+        self._bytes[source] = self._bytes.get(source, 0) + sum(len(b) for b in blobs)
+        ts, idx = piece.timestamps.tolist(), piece.indices.tolist()
+        self._ts.setdefault(source, {})[piece.index] = ts
+        self._idx.setdefault(source, {})[piece.index] = idx
+        self.shards.add({"source": source, "row": piece.index, "frames": blobs, "timestamps": ts, "indices": idx})
+
+    def finish(self, inp: dict, status: str, message: str, fps: float) -> dict:
+        """End `inp`'s video with its index row (ok, or a final failure: its rows are dropped); returns `{status,
+        message, num_frames, bytes, video_s}` (a row set not `0..n-1`, or no frame, turns ok into corrupt)."""
+        src = inp["source"]
+        ts, idx = self._ts.pop(src, {}), self._idx.pop(src, {})
+        nbytes = self._bytes.pop(src, 0)
+        rows = sorted(ts)
+        if status == st.OK and rows != list(range(len(rows))):  # a retried stream gives every row once, in order
+            status, message = st.CORRUPT, f"rows {rows} of {len(rows)}"
+        times = [t for r in rows for t in ts[r]]
+        if status == st.OK and not times:
+            status, message = st.CORRUPT, "no frame decoded"
+        if status != st.OK:
+            self.shards.drop(src)
+            rows, times, nbytes = [], [], 0
+        f = self.frames
+        self.index.append({"source": src, "status": status, "message": message or None,
+                           **{k: inp.get(k) for k in ("source_size", "source_etag", "source_mtime")},
+                           "num_frames": len(times), "size": f.size, "format": f.format,
+                           "frames_per_row": f.frames_per_row, "timestamps": times,
+                           "indices": [i for r in rows for i in idx[r]], "_rows": len(rows)})
+        return {"status": status, "message": message, "num_frames": len(times), "bytes": nbytes,
+                "video_s": (times[-1] + 1.0 / fps) if times else 0.0}
+
+    def forget(self, source: str) -> None:
+        """`source` is left for the next run: its rows are dropped and it gets no index row."""
+        self.shards.drop(source)
+        for d in (self._ts, self._idx, self._bytes):
+            d.pop(source, None)
+
+    def commit(self) -> None:
+        """Shards first, then the group's index part (the commit point); raises what the writes raise after
+        `OutputLayout.retry`."""
+        self.shards.flush()
+        if self.index:
+            rows = []
+            for r in self.index:
+                n = r["_rows"]
+                where = [self.shards.where[(r["source"], k)] for k in range(n)]
+                rows.append({**{k: v for k, v in r.items() if k != "_rows"},
+                             "shards": [w[0] for w in where], "rows": [w[1] for w in where]})
+            write_index(self.layout, rows)
+
+
+class WindowsFromPieces:
+    """The tokenize decode stage's side output (`frames.output`): one decode of an input gives its frames-cache rows
+    and its token windows. Iterating it iterates `pieces` (a `RetriedStream` of the cache decode,
+    `cache_decode_config`: every sample at `frames.size`², rows of `frames_per_row`), stores each piece in `group`
+    and yields the windows of `decode`'s plan (except `skip`) cut from the samples (`WindowCutter`): the windows the
+    plain decode gives, bit for bit, as the frames are the same (tests/tokenize/test_frames_output.py). Afterwards
+    `outcome` and `sent` speak of the windows, as a `RetriedStream` of them would."""
+
+    def __init__(self, pieces: RetriedStream, decode: DecodeConfig, skip: frozenset, group: GroupWriter, source: str):
+        self.pieces, self.decode, self.skip, self.group, self.source = pieces, decode, skip, group, source
+        self.cutter: WindowCutter | None = None
+        self.sent = 0
+
+    @property
+    def tries(self) -> int:
+        return self.pieces.tries
+
+    @property
+    def result(self):
+        """The try in progress's result, with the windows' total."""
+        res = self.pieces.result
+        n = len(self.cutter.plan.spans) if self.cutter is not None else 0
+        return dataclasses.replace(res, num_windows_total=n)
+
+    @property
+    def current(self):
+        return self.pieces.current
+
+    def __iter__(self):
+        for piece in self.pieces:
+            if self.cutter is None:  # the header came before the first piece: the sample count, so the plan
+                plan = self.decode.window_plan(self.pieces.current.result.num_samples)
+                self.cutter = WindowCutter(plan, self.skip)
+            self.group.add(self.source, piece)
+            for w in self.cutter.add(piece.frames, piece.timestamps, piece.indices):
+                self.sent += 1
+                yield w
+
+    @property
+    def outcome(self):
+        """The pieces' outcome with the windows' facts: their total, `too_short` when none fits (the frames are
+        still cached), `corrupt` when the samples ended before a planned window."""
+        out = self.pieces.outcome
+        res = out.result
+        plan = self.decode.window_plan(res.num_samples)
+        res = dataclasses.replace(res, num_windows_total=len(plan.spans))
+        if res.status == st.OK and not plan.spans:
+            res = dataclasses.replace(res, status=st.TOO_SHORT, message=(
+                f"{res.num_samples} frames at {self.decode.fps:g} fps ({res.duration_s:.2f}s) is shorter than one "
+                f"window of {self.decode.frames_per_window} (tail={self.decode.tail})"))
+        elif res.status == st.OK and (self.cutter is None or not self.cutter.done):
+            res = dataclasses.replace(res, status=st.CORRUPT, message="the samples ended before the last window")
+        return dataclasses.replace(out, result=res)
+
+
 def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig, frames: FramesConfig,
                  storage_options: dict | None = None, retry: RetryConfig | None = None,
                  index: VideoIndex | None = None) -> list[dict]:
@@ -109,19 +233,13 @@ def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig,
     index whose row of a video spares its probe, and which gets the row of each video probed here that decoded."""
     retry = retry or RetryConfig()
     cfg = cache_decode_config(decode, frames)
-    shards = _Shards(layout, frames.shard_mb << 20)
+    group = GroupWriter(layout, frames)
     videos = _Probes(index)
-    index, results = [], []
+    results = []
     try:
         for inp in inputs:
-            results.append(_cache_one(inp, cfg, frames, shards, index, storage_options, retry, videos))
-        shards.flush()
-        if index:
-            for r in index:
-                n = r.pop("_rows")
-                where = [shards.where[(r["source"], k)] for k in range(n)]
-                r["shards"], r["rows"] = [w[0] for w in where], [w[1] for w in where]
-            write_index(layout, index)
+            results.append(_cache_one(inp, cfg, group, storage_options, retry, videos))
+        group.commit()
     except Exception as e:
         if not is_transient_error(e):
             raise
@@ -135,46 +253,26 @@ def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig,
     return results
 
 
-def _cache_one(inp: dict, cfg: DecodeConfig, frames: FramesConfig, shards: _Shards, index: list, storage_options,
-               retry: RetryConfig, videos: "_Probes") -> dict:
-    """Decode one video under `retry`, its rows into `shards`, its index row into `index`; returns its result."""
+def _cache_one(inp: dict, cfg: DecodeConfig, group: GroupWriter, storage_options, retry: RetryConfig,
+               videos: _Probes) -> dict:
+    """Decode one video under `retry` into `group`; returns its result."""
     src = inp["source"]
     known = videos.find(inp)
     stream = RetriedStream(lambda skip: iter_windows(src, cfg, storage_options=storage_options, skip_windows=skip,
                                                      info=known), frozenset(), retry, f"frames cache: {src}")
-    ts, idx, nbytes, nrows = {}, {}, 0, 0
     for piece in stream:
-        blobs = [encode_frame(f, frames.format) for f in piece.frames]
-        nbytes += sum(len(b) for b in blobs)
-        ts[piece.index], idx[piece.index] = piece.timestamps.tolist(), piece.indices.tolist()
-        shards.add({"source": src, "row": piece.index, "frames": blobs, "timestamps": ts[piece.index],
-                    "indices": idx[piece.index]})
-        nrows += 1
+        group.add(src, piece)
     outcome = stream.outcome
     res = outcome.result
-    status, message = res.status, res.message
-    rows = sorted(ts)
-    if status == st.OK and rows != list(range(nrows)):  # a retried stream gives every row once, in order
-        status, message = st.CORRUPT, f"rows {rows} of {nrows} after {outcome.tries} tries"
-    times = [t for r in rows for t in ts[r]]
-    if status == st.OK and not times:
-        status, message = st.CORRUPT, "no frame decoded"
-    committed = outcome.final
-    if status == st.OK:
+    if res.status == st.OK:
         videos.keep(inp, getattr(stream.current, "info", None))
-    out = {"source": src, "status": status, "message": message, "num_frames": len(times), "bytes": nbytes,
-           "video_s": (times[-1] + 1.0 / cfg.fps) if times else 0.0, "tries": outcome.tries, "committed": committed}
-    if status != st.OK:
-        shards.drop(src)
-        times, rows, nrows = [], [], 0
-        out.update(num_frames=0, video_s=0.0)
-        log.warning("frames cache: %s: %s %s after %d tries%s", src, status, message, outcome.tries,
-                    "" if committed else " (left for the next run)")
-        if not committed:
-            return out
-    index.append({"source": src, "status": status, "message": message or None,
-                  **{k: inp.get(k) for k in ("source_size", "source_etag", "source_mtime")},
-                  "num_frames": len(times), "size": frames.size, "format": frames.format,
-                  "frames_per_row": frames.frames_per_row, "timestamps": times,
-                  "indices": [i for r in rows for i in idx[r]], "_rows": nrows})
+    out = {"source": src, "tries": outcome.tries, "committed": outcome.final}
+    if not outcome.final:
+        group.forget(src)
+        out.update(status=res.status, message=res.message, num_frames=0, bytes=0, video_s=0.0)
+    else:
+        out.update(group.finish(inp, res.status, res.message, cfg.fps))
+    if out["status"] != st.OK:
+        log.warning("frames cache: %s: %s %s after %d tries%s", src, out["status"], out["message"], outcome.tries,
+                    "" if outcome.final else " (left for the next run)")
     return out

@@ -14,6 +14,7 @@ dependency already: no new package. Pure: no Ray.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +27,24 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"frames.format={fmt!r}: choose one of {FORMATS}")
     return fmt
+
+
+@dataclass
+class FramesConfig:
+    """What one cache holds: every `decode.fps` sample of each video, at `size`² (the decode stage's spatial policy)."""
+
+    size: int = 256  # square side of the cached frames; stage 1 (128²) downscales them (docs/frames_cache.md)
+    format: str = "zstd"  # zstd (lossless raw, fastest to read) | jpeg (q95, ~3x smaller; docs/frames_cache.md)
+    frames_per_row: int = 32  # frames per Parquet row (one row group): a window reads one or two rows
+    shard_mb: int = 256  # a shard is committed when its frames pass this size (memory per task: about this)
+
+    def __post_init__(self):
+        check_format(self.format)
+        if not (isinstance(self.size, int) and self.size > 0):
+            raise ValueError(f"frames.size={self.size!r}: one positive int (the square side, e.g. 256)")
+        if self.frames_per_row < 1 or self.shard_mb < 1:
+            raise ValueError(f"frames.frames_per_row={self.frames_per_row} and frames.shard_mb={self.shard_mb} "
+                             "must be >= 1")
 
 
 def encode_frame(frame: np.ndarray, fmt: str) -> bytes:

@@ -1,5 +1,6 @@
-"""Configuration of the frames cache: `FramesConfig` (what a cache holds, the `frames.*` keys) and the job schema
-of `jobs/cache_frames.py` (`CacheFramesJobConfig`: `input=`, `output=`, `frames.*`, `decode.*`, ...). Pure."""
+"""Configuration of the frames cache: the job schema of `jobs/cache_frames.py` (`CacheFramesJobConfig`: `input=`,
+`output=`, `frames.*`, `decode.*`, ...); `FramesConfig` (what a cache holds, the `frames.*` keys, also the tokenize
+job's side output) lives in `pipeline/frames/codec.py`, beside the formats, so the tokenize config can use it. Pure."""
 
 from __future__ import annotations
 
@@ -9,26 +10,10 @@ from typing import Optional
 from pipeline.config import DecodeTaskConfig, RayConfig, StorageConfig
 from pipeline.decode import DecodeConfig
 from pipeline.decode.index import check_index_url
-from pipeline.frames.codec import check_format
+from pipeline.frames.codec import FramesConfig
 from pipeline.tokenize.config import RetryConfig
 
-
-@dataclass
-class FramesConfig:
-    """What one cache holds: every `decode.fps` sample of each video, at `size`² (the decode stage's spatial policy)."""
-
-    size: int = 256  # square side of the cached frames; stage 1 (128²) downscales them (docs/frames_cache.md)
-    format: str = "zstd"  # zstd (lossless raw, fastest to read) | jpeg (q95, ~3x smaller; docs/frames_cache.md)
-    frames_per_row: int = 32  # frames per Parquet row (one row group): a window reads one or two rows
-    shard_mb: int = 256  # a shard is committed when its frames pass this size (memory per task: about this)
-
-    def __post_init__(self):
-        check_format(self.format)
-        if not (isinstance(self.size, int) and self.size > 0):
-            raise ValueError(f"frames.size={self.size!r}: one positive int (the square side, e.g. 256)")
-        if self.frames_per_row < 1 or self.shard_mb < 1:
-            raise ValueError(f"frames.frames_per_row={self.frames_per_row} and frames.shard_mb={self.shard_mb} "
-                             "must be >= 1")
+__all__ = ["CacheFramesJobConfig", "FramesConfig"]
 
 
 @dataclass

@@ -30,9 +30,9 @@ from pipeline.decode.index import VideoIndex
 from pipeline.frames.build import cache_videos
 from pipeline.frames.config import CacheFramesJobConfig
 from pipeline.frames.index import consolidate
-from pipeline.frames.store import load_cache_state
+from pipeline.frames.store import cache_claim, cache_identity, load_cache_state
 from pipeline.inputs import iter_inputs
-from pipeline.job_record import OutputClaim, listing_digest
+from pipeline.job_record import listing_digest
 from pipeline.ray_utils import RayLogs, ray_session
 from pipeline.storage import OutputLayout
 from pipeline.tokenize.progress import Counts, ProgressReporter
@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 
 def identity(cfg: CacheFramesJobConfig) -> dict:
     """What a cached frame means; a re-run into the same output must not change it."""
-    f = cfg.frames
-    return {"fps": cfg.decode.fps, "size": f.size, "format": f.format, "frames_per_row": f.frames_per_row}
+    return cache_identity(cfg.decode.fps, cfg.frames)
 
 
 def plan_inputs(chunks, done: set[str], limit: int | None) -> tuple[list[pa.Table], int, int]:
@@ -129,7 +128,7 @@ def run_cache_frames(cfg: CacheFramesJobConfig) -> dict:
     t0 = time.time()
     opts = cfg.storage.storage_options()
     layout = OutputLayout(cfg.output, opts, cfg.retry)
-    claim = OutputClaim(layout, "frames", identity(cfg), cfg.input, cfg.append, data=("index", "shards")).check()
+    claim = cache_claim(layout, cfg.decode.fps, cfg.frames, cfg.input, cfg.append).check()
     state = load_cache_state(layout)
     listed: dict = {}
     chunks = listing_digest(iter_inputs(cfg.input, extensions=cfg.extensions, storage_options=opts,

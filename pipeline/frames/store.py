@@ -66,6 +66,19 @@ INDEX_SCHEMA = pa.schema([
 ])
 
 
+def cache_identity(fps: float, frames) -> dict:
+    """What a cached frame means (`frames`: a `FramesConfig`); a later run into the same cache must not change it."""
+    return {"fps": fps, "size": frames.size, "format": frames.format, "frames_per_row": frames.frames_per_row}
+
+
+def cache_claim(layout: OutputLayout, fps: float, frames, source: str, append: bool):
+    """The claim of a cache folder (`pipeline.job_record.OutputClaim`, kind `frames`), by the frames-cache job or the
+    tokenize job's side output alike (either can go on with a cache the other started); not yet checked."""
+    from pipeline.job_record import OutputClaim
+
+    return OutputClaim(layout, "frames", cache_identity(fps, frames), source, append, data=("index", "shards"))
+
+
 def shard_name(keys) -> str:
     return f"shards/part-{keys_digest(keys)}.parquet"
 

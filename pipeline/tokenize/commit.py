@@ -171,7 +171,8 @@ class Plan:
 
 
 def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeState, run_id: str,
-               limit: int = 0, dry_run: bool = False, on_pending: Callable[[pa.Table], None] | None = None) -> Plan:
+               limit: int = 0, dry_run: bool = False, on_pending: Callable[[pa.Table], None] | None = None,
+               frames_done: set[str] | None = None) -> Plan:
     """Stream input chunks, drop inputs already done (and repeats), and write the rest to `_plan/<run_id>/`.
 
     Inputs whose committed windows already reach their total (a crash between the last token shard and the status
@@ -179,6 +180,8 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
     `dry_run` counts without writing anything; `on_pending` sees every PLAN_SCHEMA chunk (the dry run's estimate).
     `limit`: plan at most that many inputs; the listing is still read to its end, so `total_inputs` counts every
     listed input and `limited` says whether the limit left any of them out (then the output cannot be complete).
+    `frames_done` (with the side output `frames.output`): the sources the frames cache holds; each planned row gets
+    `frames_cached`, so the decode stage decodes their windows alone (`pipeline/tokenize/stages.py: _FramesSide`).
     """
     done = state.done
     seen: set[str] = set()
@@ -214,6 +217,9 @@ def write_plan(layout: OutputLayout, chunks: Iterable[pa.Table], state: ResumeSt
             t = chunk.take(pa.array(keep, pa.int64()))
             t = t.append_column(PLAN_SCHEMA.field("skip_windows"), pa.array(skip_w, pa.list_(pa.int32())))
             t = t.append_column(PLAN_SCHEMA.field("prev_windows"), pa.array(prev, pa.int32()))
+            if frames_done is not None:
+                t = t.append_column(pa.field("frames_cached", pa.bool_()),
+                                    pa.array([s in frames_done for s in t.column("source").to_pylist()], pa.bool_()))
             if on_pending is not None:
                 on_pending(t)
             if "source_size" in t.column_names:

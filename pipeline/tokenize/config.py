@@ -17,6 +17,7 @@ from pipeline.config import VIDEO_EXTENSIONS, DecodeTaskConfig, RayConfig, Stora
 from pipeline.decode import DecodeConfig
 from pipeline.decode.index import check_index_url
 from pipeline.decode.status import IO_ERROR, REASONS
+from pipeline.frames.codec import FramesConfig
 from pipeline.retry import RetryPolicy
 
 MAX_INPUTS_PER_TASK = 256  # auto-sized decode tasks: a retried task redoes at most this many inputs
@@ -127,6 +128,14 @@ class RetryConfig(RetryPolicy):
 
 
 @dataclass
+class FramesOutputConfig(FramesConfig):
+    """The tokenize job's `frames.*`: a frames cache written beside the tokens (`pipeline/frames/`), off by default."""
+
+    output: str = ""  # also write every 3 FPS frame of each input decoded, at frames.size² (= decode.size), as a
+    #                   frames cache here (training's data.frames=); "" = off. Decoded once for tokens and frames
+
+
+@dataclass
 class SampleConfig:
     """The embedded default corpus (used when `input` is empty)."""
 
@@ -159,6 +168,7 @@ class TokenizeJobConfig:
     #                  other jobs over the same videos); "" = <output>/_index (training's `index=` can point at it)
     progress_every_s: float = 30.0  # seconds between progress lines (and Ray metric updates) while the job runs
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    frames: FramesOutputConfig = field(default_factory=FramesOutputConfig)
     decode_task: TokenizeDecodeTaskConfig = field(default_factory=TokenizeDecodeTaskConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
@@ -174,6 +184,9 @@ class TokenizeJobConfig:
         _check(self.limit is None or self.limit >= 1, f"limit must be >= 1 or null (all inputs), found {self.limit}")
         _check(self.dry_run_probe >= 0, f"dry_run_probe must be >= 0 (0: no estimate), found {self.dry_run_probe}")
         check_index_url("index", self.index)
+        check_index_url("frames.output", self.frames.output)
+        _check(not self.frames.output or self.frames.output.rstrip("/") != self.output.rstrip("/"),
+               f"frames.output={self.frames.output!r} is the token output: give the frames cache a folder of its own")
         _check(self.progress_every_s > 0, f"progress_every_s must be > 0 seconds, found {self.progress_every_s}")
         self.extensions = [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions]
 

@@ -61,6 +61,11 @@ class RetriedStream:
         self.sent = 0
         self.tries = 0  # the try in progress (1-based)
 
+    @property
+    def result(self):
+        """The try in progress's `DecodeResult` (the input's facts once a window arrived)."""
+        return self.current.result
+
     def __iter__(self) -> Iterator:
         t0, tries = time.monotonic(), 0
         while True:

@@ -83,14 +83,18 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     kind, token_shape, tokens_binary = setup.kind, setup.token_shape, setup.tokens_binary
     layout = OutputLayout(cfg.output, opts, cfg.retry)
     claim = setup.claim(layout).check()  # writes nothing
+    side = _FramesOutput(cfg, decode.fps, source, opts) if cfg.frames.output else None  # claimed, not written
     sha = setup.checkpoint_sha()
     state = load_resume_state(layout, retry_permanent=cfg.retry.permanent)
     run_id = new_run_id()
     listed: dict = {}
     chunks = listing_digest(iter_inputs(source, extensions=cfg.extensions, storage_options=opts,
                                         column=cfg.manifest_column, data_dir=cfg.data_dir), listed)
-    plan = write_plan(layout, chunks, state, run_id, limit=cfg.limit or 0)
+    plan = write_plan(layout, chunks, state, run_id, limit=cfg.limit or 0,
+                      frames_done=side.done if side else None)
     claim.record(listed.get("digest"))  # the job record, once the input was listed
+    if side:
+        side.claim.record(listed.get("digest"))
     log.info("plan: %d inputs listed, %d already done, %d to decode (%d pending from earlier runs), %d complete "
              "without decoding (%.1f s)", plan.total_inputs, plan.skipped_done, plan.pending, len(state.pending),
              len(plan.complete_without_decode), time.time() - t0)
@@ -129,6 +133,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
                   "committed: re-run the same command to complete the output", stopped)
     finally:
         logs.keep(lambda data: layout.write_bytes(f"_logs/{run_id}.log", data))  # Ray's own lines, off the console
+    frames_summary = side.close() if side else None
     progress.final()
     counts = tracker.counts()  # the one count (pipeline/tokenize/status.py)
     expected = plan.pending + len(plan.complete_without_decode)
@@ -161,6 +166,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
         "duplicate_windows_found": state.duplicate_windows, "wall_time_s": round(time.time() - t0, 3),
         "pipeline_time_s": round(run_s, 3), "windows_per_s": round(counts.windows / run_s, 3),
         "video_seconds_per_s": round(counts.video_s / run_s, 3), "nodes": nodes, "crop_this_run": tracker.crop(),
+        "frames": frames_summary,
     }
     if partial and stopped is None and pending == 0:  # the limited run itself went well: say what is missing
         log.warning("partial output (%s): _SUCCESS not written; run again without limit= to complete it", partial)
@@ -201,6 +207,33 @@ def summary_text(summary: dict) -> str:
     if summary.get("complete"):
         lines.append(f"next: python jobs/reconstruct.py tokens={out} num_clips=2   # tokens back to video")
     return "\n".join(lines)
+
+
+class _FramesOutput:
+    """The side output `frames.output` (a frames cache, `pipeline/frames/store.py`) as the driver sees it: claimed
+    like the cache job's output (the same kind: either job can go on with it), the sources it holds (the plan's
+    `frames_cached`), and at the end its index parts folded into buckets (`pipeline/frames/index.py`)."""
+
+    def __init__(self, cfg: TokenizeJobConfig, fps: float, source: str, opts: dict):
+        from pipeline.frames.store import cache_claim, load_cache_state
+
+        self.layout = OutputLayout(cfg.frames.output, opts, cfg.retry)
+        self.claim = cache_claim(self.layout, fps, cfg.frames, source, cfg.append).check()
+        self.done = load_cache_state(self.layout).done
+
+    def close(self) -> dict:
+        from pipeline.frames.index import consolidate
+
+        out = {"output": self.layout.url, "videos_before": len(self.done)}
+        try:
+            folded = consolidate(self.layout)
+            out.update(videos=folded["videos"], index_generation=folded["generation"], parts_folded=folded["parts"])
+        except Exception as e:  # the parts stay readable as they are; the next run folds them
+            if not is_transient_error(e):
+                raise
+            log.error("frames cache %s: index not consolidated (%s); readers use its parts", self.layout.url, e)
+            out["index_error"] = _short(e)
+        return out
 
 
 def _run_nodes_actor():

@@ -82,6 +82,14 @@ def _token_info(cfg: TokenizeJobConfig) -> tuple[str, DecodeConfig, tuple, bool]
         if h % sf or w % sf:
             raise ConfigError(f"{key}: [{h}, {w}] does not suit {cfg.preset}: height and width must be divisible by "
                               f"its spatial factor {sf} (e.g. [{max(sf, h // sf * sf)}, {max(sf, w // sf * sf)}])")
+    if cfg.frames.output:  # the side output's frames are the windows' frames: one decode serves both
+        why = ("decode.buckets is set" if decode.buckets else "decode.whole_clip=true" if decode.whole_clip else
+               f"decode.size is {list(decode.output_hw())}" if decode.output_hw() != (cfg.frames.size,) * 2 else "")
+        if why:
+            raise ConfigError(f"frames.output needs the windows' frames to be the cached ones: frames.size="
+                              f"{cfg.frames.size} squares of every sample, but {why}; set decode.size="
+                              f"{cfg.frames.size} (no buckets, no whole_clip), or cache the frames with "
+                              "jobs/cache_frames.py")
     h, w = max(decode.output_sizes(), key=lambda hw: hw[0] * hw[1])  # the largest rows size the shards
     if decode.whole_clip:
         model = model.replace(use_tiling=True, t_chunk_enc=16)

@@ -42,10 +42,11 @@ import pyarrow as pa
 from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.decode.index import VideoIndex
 from pipeline.decode.spatial import crop_dropped
-from pipeline.decode.status import DecoderUnavailable
+from pipeline.decode.status import IO_ERROR, DecoderUnavailable
 from pipeline.decode.windows import WindowRange
+from pipeline.frames.build import GroupWriter, WindowsFromPieces, cache_decode_config
 from pipeline.inputs import stat_source
-from pipeline.storage import OutputLayout, arrow_filesystem, local_copy
+from pipeline.storage import OutputLayout, arrow_filesystem, is_transient_error, local_copy
 from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
 from pipeline.tokenize.config import RetryConfig
 from pipeline.tokenize.failures import RetriedStream
@@ -60,6 +61,7 @@ from pipeline.tokenize.schema import (
 log = logging.getLogger(__name__)
 
 WINDOWS_PER_YIELD = 4  # a few windows per yielded table: Ray cuts blocks at target_max_block_size
+FRAMES_COMMIT_INPUTS = 8  # frames side output: inputs per frames commit (their last windows wait for it)
 INDEX_WRITERS = 4  # threads per decode task writing video index rows (one small Parquet PUT per input)
 TILE_FRAMES = 16  # v1.1 temporal tile (t_chunk_enc) for whole-clip pieces, as the official long-video inference
 
@@ -88,11 +90,12 @@ class DecodeInputs:
     """
 
     def __init__(self, decode_cfg: DecodeConfig, layout: OutputLayout, nodes=None, retry: RetryConfig | None = None,
-                 run_id: str | None = None, machine_burst: int = 0, index: str = ""):
+                 run_id: str | None = None, machine_burst: int = 0, index: str = "", frames=None):
         self.cfg, self.layout, self.nodes = decode_cfg, layout, nodes
         self.index = VideoIndex.of_job(layout, index)  # keyed rows: `index=`, else <output>/_index (decode/index.py)
         self.retry, self.run_id = retry or RetryConfig(), run_id or new_run_id()
         self.machine_burst = machine_burst  # decode_task.machine_burst; 0 (unit tests' default): the rule is off
+        self.frames = frames if frames is not None and frames.output else None  # `frames.*`: the side output
 
     def __call__(self, plan: pa.Table):
         report_where(self.nodes, "decode")
@@ -110,6 +113,7 @@ class DecodeInputs:
 
     def _decode(self, plan: pa.Table, opts: dict, check: MachineCheck, current: "CurrentInput"):
         failed: list[dict] = []  # status rows of inputs without windows: one shard per task, not one per input
+        side = _FramesSide(self, opts) if self.frames is not None else None
         for row in plan.to_pylist():
             current.set(row["source"])
             skip = frozenset(int(w) for w in row.pop("skip_windows") or ())
@@ -124,17 +128,22 @@ class DecodeInputs:
             # an input with windows committed before was probed then, a segment's by the split stage: its row in the
             # video index spares the probe
             known = self._find(identity) if skip or row.get("prev_windows") or segment is not None else None
-            stream = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
-                                                             skip_windows=done, choose=segment, info=known),
-                                   skip, self.retry, row["source"])
+            cached = row.pop("frames_cached", None)  # the plan's word: its frames are in the cache already
+            if side is not None and not cached and segment is None:  # one decode: frames cache rows and windows
+                stream, hold = side.stream(row, skip, known), 1
+            else:
+                stream, hold = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
+                                                                       skip_windows=done, choose=segment, info=known),
+                                             skip, self.retry, row["source"]), 0
             chunk = []
             try:
                 for w in stream:  # windows arrive as the child cuts them
                     chunk.append(w)
-                    if len(chunk) == WINDOWS_PER_YIELD or (self.cfg.whole_clip and chunk):
-                        # whole clip: pieces differ in length, one table each
-                        yield self._table(row, stream.current.result, chunk, stream.tries)
-                        chunk = []
+                    if len(chunk) == WINDOWS_PER_YIELD + hold or (self.cfg.whole_clip and chunk):
+                        # whole clip: pieces differ in length, one table each; with the side output the input's
+                        # last window waits for the frames commit (`hold`)
+                        yield self._table(row, stream.result, chunk[:len(chunk) - hold], stream.tries)
+                        chunk = chunk[len(chunk) - hold:]
             except DecoderUnavailable as e:  # no file was read: the machine (pipeline/tokenize/machine.py)
                 self._stop(check, failed, "decoder unavailable", str(e))
             out = stream.outcome
@@ -144,7 +153,12 @@ class DecodeInputs:
             # not worth a write, which costs ~2 ms of CPU where a too-short clip's whole probe costs about as much
             if probed is not None and res.status == "ok" and (segment is None or segment.first == 0):
                 self._writes.submit(self._keep, dict(identity), probed)
-            if chunk:  # windows before a failure are good: they go on, and the row below counts them
+            if hold:  # its frames' index row (or nothing: left for the next run); its last window waits
+                if len(chunk) > 1:
+                    yield self._table(row, res, chunk[:-1], out.tries)
+                yield from side.finish(row, stream, self._table(row, res, chunk[-1:], out.tries) if chunk else None,
+                                       failed)
+            elif chunk:  # windows before a failure are good: they go on, and the row below counts them
                 yield self._table(row, res, chunk, out.tries)
             status = {"status": res.status}
             if res.status != "ok" or (not stream.sent and segment is None):
@@ -158,6 +172,8 @@ class DecodeInputs:
                 failed.append(status)
             if check.see(status):
                 self._stop(check, failed, check.rows[0]["status"], check.rows[0]["message"])
+        if side is not None:  # the frames commit, then the windows it held back (or pending rows: `_FramesSide`)
+            yield from side.commit(failed)
         if failed:  # after the batch: a killed task leaves no row, and its inputs are decoded again
             self.layout.write_table(status_shard_name([r["source"] for r in failed], self.run_id),
                                     status_table(failed, self.run_id))
@@ -205,6 +221,73 @@ class DecodeInputs:
                 "bucket": f"{h}x{w}" if self.cfg.buckets else None,
                 "crop_dropped": round(crop_dropped(res.height, res.width, (h, w)), 6)}
         return window_table(base, chunk, np.stack([w.frames for w in chunk]))
+
+
+class _FramesSide:
+    """The decode stage's side output (`frames.output`; `pipeline/frames/`): each input of the task whose frames are
+    not cached yet is decoded once, every sample at `frames.size`² into the task's `GroupWriter` and its windows cut
+    from those samples (`WindowsFromPieces`).
+
+    Exactly once, with the frames cache's own protocol (`pipeline/frames/store.py`: shards, then the group's index
+    part): an input becomes `ok` only when its last window is committed, so the stage holds each such input's last
+    window until the frames commit of its group (`FRAMES_COMMIT_INPUTS` inputs, or the task's last ones) is done,
+    then sends it. A kill before the commit leaves the input without
+    its last window and without frames: the next run decodes it again (the plan sees no frames index row). A kill
+    after it leaves the frames committed and the input pending: the next run's plan marks it `frames_cached` and it is
+    decoded for its windows alone. A commit that fails after `retry.*` sends no held window and makes each such
+    input's status row pending (io_error): the next run decodes it again."""
+
+    def __init__(self, stage: DecodeInputs, opts: dict):
+        self.stage, self.opts = stage, opts
+        self.layout = OutputLayout(stage.frames.output, opts, stage.layout.retry)
+        self.cfg = cache_decode_config(stage.cfg, stage.frames)
+        self.group = GroupWriter(self.layout, stage.frames)
+        self.held: list[tuple[dict, pa.Table | None, int]] = []  # (row, its held windows, windows sent before)
+
+    def stream(self, row: dict, skip: frozenset, known):
+        src = row["source"]
+        pieces = RetriedStream(lambda done: iter_windows(src, self.cfg, storage_options=self.opts, skip_windows=done,
+                                                         info=known), frozenset(), self.stage.retry, src)
+        return WindowsFromPieces(pieces, self.stage.cfg, skip, self.group, src)
+
+    def finish(self, row: dict, stream, held: pa.Table | None, failed: list[dict]):
+        """The input's frames end (an index row, or nothing when they failed transiently to the end); every
+        `COMMIT_INPUTS` inputs the group is committed and its held windows sent (memory: that many windows)."""
+        frames = stream.pieces.outcome
+        if frames.final:
+            self.group.finish(row, frames.result.status, frames.result.message, self.cfg.fps)
+        else:
+            self.group.forget(row["source"])
+        n = held.num_rows if held is not None else 0
+        self.held.append((row, held, stream.sent - n))
+        if len(self.held) >= FRAMES_COMMIT_INPUTS:
+            yield from self.commit(failed)
+
+    def commit(self, failed: list[dict]):
+        """Commit the task's frames, then send the held windows; on a commit that failed after `retry.*`, turn the
+        inputs' rows in `failed` pending and add a pending row for those whose windows were held."""
+        if not self.held:
+            return
+        try:
+            self.group.commit()
+            self.group = GroupWriter(self.layout, self.stage.frames)
+        except Exception as e:
+            if not is_transient_error(e):
+                raise
+            log.warning("frames cache: the commit of %d inputs' frames failed after retry.* (%s): their last windows "
+                        "are not sent, the next run decodes them again", len(self.held), e)
+            mine = {r["source"] for r, _, _ in self.held}
+            failed[:] = [r for r in failed if r["source"] not in mine]
+            for row, held, sent in self.held:
+                failed.append({**row, "attempts": 1, "status": IO_ERROR, "message": f"frames cache write: {e}"[:500],
+                               "num_windows": int(row["prev_windows"] or 0) + sent, "final": False})
+            self.held = []
+            self.group = GroupWriter(self.layout, self.stage.frames)
+            return
+        for _, held, _ in self.held:
+            if held is not None:
+                yield held
+        self.held = []
 
 
 # -------------------------------------------------------------------------------------------------- tokenizer stage
@@ -338,13 +421,16 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
     # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
     ds = ray.data.read_parquet(plan_files, filesystem=plan_fs).repartition(target_num_rows_per_block=per_task)
     per_decode = per_task
-    if decode_cfg.segment_s:  # long inputs: one decode task per segment (pipeline/tokenize/segments.py)
+    # long inputs: one decode task per segment (pipeline/tokenize/segments.py); not with the frames side output,
+    # whose cache rows hold a video's samples from its first (docs/frames_cache.md)
+    if decode_cfg.segment_s and not cfg.frames.output:
         split = SplitLong(decode_cfg, layout.storage_options, VideoIndex.of_job(layout, cfg.index))
         ds = ds.map_batches(split, batch_size=per_task,
                             batch_format="pyarrow", num_cpus=SPLIT_CPUS).repartition(target_num_rows_per_block=1)
         per_decode = 1  # one TASK row: a batch's whole inputs, or one segment
     return (
-        ds.map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst, cfg.index),
+        ds.map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst, cfg.index,
+                                    cfg.frames),
                        batch_size=per_decode, batch_format="pyarrow", **dt.ray_kwargs())
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,

@@ -157,3 +157,39 @@ def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp
     again = subprocess.run([sys.executable, str(REPO / "jobs/tokenize_corpus.py"), *args], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+@pytest.mark.slow
+def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_path):
+    """With the frames side output (`frames.output`): kill -9 of the driver mid-run, then a rerun: the tokens of an
+    uninterrupted run, one `ok` row per input, and a frames cache holding every sample of every input once (no
+    duplicate index row, every frame equal to the decoded source's)."""
+    from pipeline.frames.store import load_cache_state
+    from pipeline.storage import OutputLayout
+    from tests.frames.test_cache import _check_all_frames
+
+    paths = make_corpus(tmp_path / "in", clips=CLIPS6)
+    want = expected_windows(CLIPS6)
+    run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "ref")))  # the reference tokens
+    out, cache = tmp_path / "out", tmp_path / "frames"
+    args = [f"input={tmp_path / 'in'}", f"output={out}", *FAST, "shards.shard_rows=1", f"frames.output={cache}",
+            "frames.size=32", "frames.frames_per_row=8"]
+    proc = _start_job(args, tmp_path)
+    _wait_for_shards(out, proc, 1)
+    ray_procs = _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    _kill_tree([p for p in ray_procs if os.path.exists(f"/proc/{p}")])
+    assert len(os.listdir(out / "tokens")) < want, "the job finished before the kill; the test needs a slower corpus"
+
+    proc = _start_job(args, tmp_path)
+    text, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, text[-4000:]
+    a, b = read_folder(LOCAL, str(tmp_path / "ref/tokens")), read_folder(LOCAL, str(out / "tokens"))
+    assert a.num_rows == b.num_rows == want and token_rows(a) == token_rows(b)
+    st = read_folder(LOCAL, str(out / "status"))
+    assert st.num_rows == len(CLIPS6) and set(st.column("status").to_pylist()) == {"ok"}
+    state = load_cache_state(OutputLayout(str(cache)))
+    assert state.ok == len(CLIPS6) and state.duplicates == 0 and not state.failures
+    _check_all_frames(str(cache), [str(p) for p in paths])
