@@ -30,10 +30,10 @@ would ride in every task), or parts partitioned by source hash (still a listing 
 writer per partition). (An earlier layout of batch parts, ``part-<time>-<random>.parquet``, is no longer written
 or read.)
 
-When it is rebuilt: a row counts only for the same source with the same size and, where the listing (or the
-object's metadata: ``identity_of``, one HEAD) gives them, the same etag and mtime (``find``), so a replaced object
-is probed again and its new row overwrites the old. Only successful probes are stored: a failure is the status table's business, and a
-transient one must be retried.
+When it is rebuilt: a row counts only for the same source with the same size and, where the listing (or the object's
+metadata: ``identity_of``, one HEAD) gives them, the same etag and mtime (``find``), so a replaced object is probed
+again and its new row overwrites the old. Only successful probes are stored: a failure is the status table's
+business, and a transient one must be retried.
 
 Pure pyarrow/numpy (no Ray), so it unit-tests without a cluster; a miss in ``indexed_info`` probes through the
 decode child (``sample.probe_source``).

@@ -37,6 +37,7 @@ The decision is made from what the probe read (format and codec names, timestamp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -198,18 +199,22 @@ def probe(readable: Readable, header_only: bool = True, keep: int = KEEP_BYTES,
         tb = float(stream.time_base) if stream.time_base else 0.0
         pts, durs, n, demux_error, rotation = [], [], 0, None, None
         keys, pos, sizes = [], [], []  # per packet, decode order: key flag (demux) / byte offset / size
+        # through the header view FFmpeg's H.264/HEVC parser reads our zeroed packets and logs two errors per packet
+        # ("Invalid NAL unit size", 444 lines for a 20-s clip): they are ours, not the file's, so they are captured
+        quiet = av.logging.Capture() if view is not None else contextlib.nullcontext()
         try:
-            for pkt in container.demux(stream):
-                if pkt.size == 0:
-                    continue
-                n += 1
-                pts.append(pkt.pts)
-                keys.append(pkt.is_keyframe)
-                pos.append(-1 if pkt.pos is None else pkt.pos)
-                sizes.append(pkt.size)
-                durs.append(pkt.duration or 0)
-                if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
-                    rotation = _rotation(stream, pkt)  # decode only until the first frame shows its display matrix
+            with quiet:
+                for pkt in container.demux(stream):
+                    if pkt.size == 0:
+                        continue
+                    n += 1
+                    pts.append(pkt.pts)
+                    keys.append(pkt.is_keyframe)
+                    pos.append(-1 if pkt.pos is None else pkt.pos)
+                    sizes.append(pkt.size)
+                    durs.append(pkt.duration or 0)
+                    if rotation is None and (view is None or pkt.pos + pkt.size <= view.real_end):
+                        rotation = _rotation(stream, pkt)  # decode only until the first frame shows its display matrix
         except av.FFmpegError as e:
             demux_error = str(e)
         if view is not None:

@@ -14,15 +14,16 @@ of a segment) to the window whose first sample lies closest after a restart poin
 also did — stay few: the cut falls at key frames.
 
 Which inputs are looked at: only MP4/MOV files whose probe came from the container header (``indexed_from ==
-"header"``): the split probes the header once and keeps the result in the job's video index (``find_segments``),
-and every segment task reads that row (a header probe is also cheap enough to repeat where the index cannot be
-written: a few KB per minute of video); a container that must be demuxed whole to be probed (Matroska without cues, AVI, MPEG-PS)
-would be read once per segment, and one without presentation times (AVI, MPEG-PS) can only be sampled by decoding
-all of it. Those stay one task. ``worth_probing`` is the cheap pre-filter on the listed size, so a corpus of short
-clips costs no probe at all.
+"header"``): the split probes the header once and keeps the result in the job's video index (``find_segments``), and
+every segment task reads that row (a header probe is also cheap enough to repeat where the index cannot be written:
+a few KB per minute of video); a container that must be demuxed whole to be probed (Matroska without cues, AVI,
+MPEG-PS) would be read once per segment, and one without presentation times (AVI, MPEG-PS) can only be sampled by
+decoding all of it. Those stay one task. ``worth_probing`` is the cheap pre-filter on the listed size, so a corpus
+of short clips costs no probe at all.
 
 ``find_segments`` reads the input's video index row, or runs the probe in the isolated decode child
-(``pipeline/decode/isolate.py``) like every decode, and never raises: any failure means "do not cut", and the whole-input decode then classifies the input.
+(``pipeline/decode/isolate.py``) like every decode, and never raises: any failure means "do not cut", and the
+whole-input decode then classifies the input.
 """
 
 from __future__ import annotations

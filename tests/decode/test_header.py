@@ -81,3 +81,20 @@ def test_header_probe_fragmented_and_faststart(tmp_path, flags):
     full, head = probe(str(path), header_only=False), probe(str(path), keep=8192, align=1)
     assert not _diffs(full, head), _diffs(full, head)
     assert head.indexed_from == "header" and len(head.restart_ticks) == 8
+
+
+def test_header_probe_keeps_ffmpeg_quiet_about_its_zeros(long_gops):
+    """FFmpeg's H.264 parser complains of every zeroed packet ("Invalid NAL unit size", two lines each); those
+    complaints are the view's, not the file's, so the header probe captures them: the decode child's log (where
+    `av.logging` passes FFmpeg's errors on) stays clean."""
+    import av
+
+    m = long_gops["h264_gop250_bf_mp4_30"]
+    before = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # as the decode child (pipeline/decode/sample.py: _warmup)
+    try:
+        with av.logging.Capture() as logs:
+            head = probe(str(m.path), keep=8192, align=1)
+    finally:
+        av.logging.set_level(before)
+    assert head.indexed_from == "header" and not logs, logs[:3]
