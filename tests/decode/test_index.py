@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 
-from pipeline.decode.index import VideoIndex, info_of, record_of
+from pipeline.decode.index import VideoIndex, record_of
 from pipeline.decode.probe import probe
 from pipeline.storage import OutputLayout
 from tests.decode.media import CASES, media  # noqa: F401  (session fixture)

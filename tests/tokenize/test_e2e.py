@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -163,7 +164,7 @@ def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp
 def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_path):
     """With the frames side output (`frames.output`): kill -9 of the driver mid-run, then a rerun: the tokens of an
     uninterrupted run, one `ok` row per input, and a frames cache holding every sample of every input once (no
-    duplicate index row, every frame equal to the decoded source's)."""
+    duplicate index row, every frame equal to the decoded source's), its index folded, the summary's `frames`."""
     from pipeline.frames.store import load_cache_state
     from pipeline.storage import OutputLayout
     from tests.frames.test_cache import _check_all_frames
@@ -193,3 +194,6 @@ def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_pat
     state = load_cache_state(OutputLayout(str(cache)))
     assert state.ok == len(CLIPS6) and state.duplicates == 0 and not state.failures
     _check_all_frames(str(cache), [str(p) for p in paths])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"]["videos"] == len(CLIPS6) and summary["frames"]["parts_folded"] >= 1
+    assert (cache / "index" / "_index.json").exists()  # the run's parts folded into buckets

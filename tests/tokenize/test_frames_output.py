@@ -1,7 +1,8 @@
 """The tokenize job's frames side output (`frames.output=`): one decode gives the token windows and the frames cache;
 the windows are those of the plain decode, bit for bit; the cache holds every sample once; an input's last window
 waits for its frames commit, so an input is never `ok` without its frames; a commit that fails after `retry.*`
-leaves the inputs pending and the re-run completes both, nothing twice (pipeline/tokenize/stages.py: _FramesSide)."""
+leaves the inputs pending and the re-run completes both, nothing twice (pipeline/tokenize/stages.py: _FramesSide).
+The job with the side output, killed -9 and re-run: tests/tokenize/test_e2e.py."""
 
 from __future__ import annotations
 
@@ -120,21 +121,3 @@ def test_frames_output_settings_checked_naming_the_keys(tmp_path):
             RunSetup.of(cfg)
     with pytest.raises(Exception, match="frames.output=.*is the token output"):
         job_config(str(tmp_path), str(tmp_path / "out"), f"frames.output={tmp_path / 'out'}")
-
-
-@pytest.mark.slow
-def test_tokenize_job_with_frames_output(ray_local, tmp_path):
-    """The job with `frames.output`: the tokens of the plain job, a frames cache holding every sample of every input
-    (index folded into buckets), summary `frames`; the re-run has nothing to do."""
-    from pipeline.tokenize.run import run_tokenize
-    from tests.tokenize.helpers import expected_windows
-
-    paths = [str(p) for p in make_corpus(tmp_path / "in")]
-    cache = str(tmp_path / "frames")
-    cfg = job_config(str(tmp_path / "in"), str(tmp_path / "out"), f"frames.output={cache}", "frames.size=32",
-                     "frames.frames_per_row=8", "decode_task.inputs_per_task=3")
-    s = run_tokenize(cfg)
-    assert s["complete"] and s["windows_this_run"] == expected_windows() and s["inputs_ok_this_run"] == 3
-    assert s["frames"]["videos"] == 3 and s["frames"]["parts_folded"] == 1
-    _check_all_frames(cache, paths)
-    assert run_tokenize(cfg)["nothing_to_do"]
