@@ -10,6 +10,8 @@ machine (``--long-minutes 20 --clips 30`` runs the full one).
     ratio = the decode stage's wall time (Ray Data's stats: first decode task's start to the last one's end) / ideal
             (also printed: the chain's time, summary.json `pipeline_time_s`, which includes Ray's start and the
             model's load, and the decode parallelism: the decode tasks' summed wall time / the stage's wall time)
+    ratio_to_spread_tasks = the stage's wall time / (the decode tasks' summed wall time / slots): the tail's cost
+            alone, the ideal of the tasks as they ran (on 2 cores the rest of the chain slows every task too)
 
 Both sides run the real job (``jobs/tokenize_corpus.py``, private local Ray with ``--cpus`` CPUs, tiny preset on the
 CPU at ``decode.size=32`` with ``tokenizer.num_cpus=0``; ``--cpus`` decode tasks at most, on a Ray with 3 × ``--cpus``
@@ -98,7 +100,7 @@ def run_job(code: Path, folder: Path, out: Path, cpus: int, extra: list[str]) ->
     span = re.search(r"MapBatches\(DecodeInputs\): (\d+) tasks executed, \d+ blocks produced in ([\d.]+)s", stats)
     busy = re.search(r"MapBatches\(DecodeInputs\).*?Remote wall time: .*?, ([\d.]+)(us|ms|s) total", stats, re.S)
     busy_s = float(busy[1]) / {"us": 1e6, "ms": 1e3, "s": 1.0}[busy[2]]
-    return {"decode_stage_s": float(span[2]), "decode_tasks": int(span[1]),
+    return {"decode_stage_s": float(span[2]), "decode_tasks": int(span[1]), "decode_task_s": round(busy_s, 1),
             "decode_parallelism": round(busy_s / float(span[2]), 2), "chain_s": s["pipeline_time_s"],
             "job_wall_s": round(wall, 1), "windows": s["windows_this_run"]}
 
@@ -149,6 +151,9 @@ def main() -> None:
             r = run_job(code, folder, out, args.cpus, extra)
             r["ratio_to_ideal"] = round(r["decode_stage_s"] / ideal, 3)
             r["chain_ratio_to_ideal"] = round(r["chain_s"] / ideal, 3)
+            # the stage's wall against its own tasks' time spread evenly over the slots: the tail alone, whatever
+            # else shares the cores (on a 2-core machine the tokenizer, writer, driver and Ray take part of them)
+            r["ratio_to_spread_tasks"] = round(r["decode_stage_s"] / (r["decode_task_s"] / args.cpus), 3)
             report[name] = r
             outs[name] = out
             print(json.dumps({name: r}), flush=True)

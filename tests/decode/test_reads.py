@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.decode import DecodeConfig, decode_windows
 from pipeline.decode.synth import write_synthetic_video
-from tests.faults import FaultProxy
+from tests.faults import FaultProxy, proxy_options
 
 VIDEOS = {  # name: write_synthetic_video kwargs (4 s, B-frames where the codec has them)
     "moov_end.mp4": dict(codec="libx264", bframes=2, gop=24),
@@ -45,7 +45,7 @@ def test_reads_each_input_once(s3_server, uploaded, name, block):
     """Decoding one remote input fetches at most 1.05x its bytes, with one big block or many small ones."""
     bucket, sizes = uploaded
     with FaultProxy(s3_server.endpoint_url) as proxy:
-        opts = {**s3_server.storage_options, "client_kwargs": {"endpoint_url": proxy.endpoint_url}}
+        opts = proxy_options(proxy.endpoint_url)
         cfg = DecodeConfig(size=32, num_frames=4, read_block_bytes=block)
         res = decode_windows(f"s3://{bucket}/v/{name}", cfg, opts)
         served, gets = proxy.served[f"/{bucket}/v/{name}"], proxy.gets[f"/{bucket}/v/{name}"]

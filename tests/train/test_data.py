@@ -65,7 +65,7 @@ def test_data_clip_reads_only_its_range_from_the_index(s3_server, tmp_path):
     whole-video cut at their starts."""
     from pipeline.decode.index import VideoIndex
     from pipeline.decode.probe import probe
-    from tests.faults import FaultProxy
+    from tests.faults import FaultProxy, proxy_options
 
     path = tmp_path / "long.mp4"
     write_synthetic_video(path, 60 * 24, 24, size=(160, 120), gop=48, bframes=2, audio=True)
@@ -75,7 +75,7 @@ def test_data_clip_reads_only_its_range_from_the_index(s3_server, tmp_path):
     decode = DecodeConfig(size=32)
     info, frames = probe(str(path)), sampled_frames(str(path), decode, None)
     with FaultProxy(s3_server.endpoint_url) as proxy:
-        opts = {**s3_server.storage_options, "client_kwargs": {"endpoint_url": proxy.endpoint_url}}
+        opts = proxy_options(proxy.endpoint_url)
         random_clips(src, decode, 17, 1, (0, 0, 7), opts, index)  # first use: probes, writes the row
         indexed = VideoIndex.at(index, opts).find({"source": src, "source_size": path.stat().st_size})
         assert indexed is not None and indexed.num_packets == 60 * 24
