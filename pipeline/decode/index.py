@@ -53,7 +53,7 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-from pipeline.storage import OutputLayout, is_remote, local_path, url_to_fs
+from pipeline.storage import OutputLayout, is_remote, join, local_path, url_to_fs
 
 from .probe import ProbeInfo
 
@@ -181,8 +181,10 @@ class VideoIndex:
 
     @classmethod
     def of_job(cls, layout: OutputLayout, url: str = "") -> "VideoIndex":
-        """A job's index: the folder its ``index=`` key names, else ``_index/`` under its output ``layout``."""
+        """A job's index (``job_index_url``): the folder its ``index=`` key names, else ``_index/`` under its output
+        ``layout`` (with the layout's retry policy)."""
         return cls.at(url, layout.storage_options) if url else cls(layout)
+
 
     def _keyed(self, source: str) -> str:
         h = hashlib.sha1(source.encode()).hexdigest()
@@ -202,6 +204,11 @@ class VideoIndex:
         """Write (atomically, replacing an older version's) the keyed row of one input."""
         self.layout.write_table(self._keyed(identity["source"]),
                                 pa.Table.from_pylist([record_of(identity, info)], schema=SCHEMA))
+
+
+def job_index_url(output: str, index: str = "") -> str:
+    """The URL of a job's video index: its ``index=`` key, else ``<output>/_index`` (``VideoIndex.of_job``)."""
+    return index or join(output, INDEX_DIR)
 
 
 def check_index_url(key: str, url: str) -> None:

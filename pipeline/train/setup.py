@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.decode import DecodeConfig
-from pipeline.decode.index import INDEX_DIR
+from pipeline.decode.index import job_index_url
 from pipeline.storage import is_remote, join, local_path
 from pipeline.train.checkpoint import export_name
 from pipeline.train.config import TrainConfig
@@ -39,8 +39,7 @@ class TrainPaths:
         if cfg.stage == 2:
             init_from = cfg.init_from or join(output, f"{cfg.preset}_stage1")
             init_from = init_from if is_remote(init_from) else local_path(init_from)
-        index = cfg.index or join(output, INDEX_DIR)
-        return cls(output, join(output, cfg.name), init_from, index)
+        return cls(output, join(output, cfg.name), init_from, job_index_url(output, cfg.index))
 
 
 @dataclass(frozen=True)
