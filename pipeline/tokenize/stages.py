@@ -423,7 +423,10 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
     per_decode = per_task
     # long inputs: one decode task per segment (pipeline/tokenize/segments.py); not with the frames side output,
     # whose cache rows hold a video's samples from its first (docs/frames_cache.md)
-    if decode_cfg.segment_s and not cfg.frames.output:
+    if decode_cfg.segment_s and cfg.frames.output:
+        log.warning("frames.output is set: long inputs are decoded whole, not cut into segments (decode.segment_s=%g "
+                    "does not apply; docs/frames_cache.md)", decode_cfg.segment_s)
+    elif decode_cfg.segment_s:
         split = SplitLong(decode_cfg, layout.storage_options, VideoIndex.of_job(layout, cfg.index))
         ds = ds.map_batches(split, batch_size=per_task,
                             batch_format="pyarrow", num_cpus=SPLIT_CPUS).repartition(target_num_rows_per_block=1)
