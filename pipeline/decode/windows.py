@@ -143,14 +143,15 @@ class WindowCutter:
     """The windows of ``plan`` (except those in ``skip``) cut from a video's samples arriving in order, a run of
     consecutive samples at a time (``add``; e.g. the frames cache's rows): exactly the windows :func:`cut_windows`
     cuts from all samples, each returned as soon as its last sample is in, holding only the samples from the next
-    window's start on."""
+    window's start on. ``start``: the position of the first sample added (a segment of a video; the windows asked
+    for must not start before it)."""
 
-    def __init__(self, plan: WindowPlan, skip: frozenset[int] = frozenset()):
+    def __init__(self, plan: WindowPlan, skip: frozenset[int] = frozenset(), start: int = 0):
         self.plan = plan
         self.todo = [w for w in range(len(plan.spans)) if w not in skip]
         self.next = 0  # position in `todo` of the next window to cut
-        self.first = 0  # sample position of the first held sample
-        self.seen = 0  # samples added so far
+        self.first = start  # sample position of the first held sample
+        self.seen = start  # samples added so far (the first one added is sample `start`)
         self.held: list[tuple[np.ndarray, float, int]] = []  # (frame, timestamp, index) from `first` on
 
     @property

@@ -30,7 +30,7 @@ from pipeline.decode import status as st
 from pipeline.decode.index import VideoIndex
 from pipeline.frames.codec import encode_frame
 from pipeline.frames.config import FramesConfig
-from pipeline.frames.store import write_index, write_shard
+from pipeline.frames.store import assemble_segments, write_index, write_segment, write_shard
 from pipeline.storage import OutputLayout, is_transient_error
 from pipeline.tokenize.config import RetryConfig
 from pipeline.tokenize.failures import RetriedStream
@@ -112,6 +112,7 @@ class GroupWriter:
         self.layout, self.frames = layout, frames
         self.shards = _Shards(layout, frames.shard_mb << 20)
         self.index: list[dict] = []
+        self.segments: list[tuple[dict, range, int]] = []  # (input, rows it owns, rows of the video)
         self._ts: dict[str, dict[int, list]] = {}
         self._idx: dict[str, dict[int, list]] = {}
         self._bytes: dict[str, int] = {}
@@ -149,6 +150,18 @@ class GroupWriter:
         return {"status": status, "message": message, "num_frames": len(times), "bytes": nbytes,
                 "video_s": (times[-1] + 1.0 / fps) if times else 0.0}
 
+    def finish_segment(self, inp: dict, own: range, num_rows: int) -> dict | None:
+        """End one segment of `inp`'s video that decoded well (`segment_rows`): its owned rows go to a segment part
+        at `commit`. Returns None, or `{status, message}` (corrupt) when the rows it got are not the owned ones (then
+        nothing of it is kept: the caller ends the video with that reason)."""
+        src = inp["source"]
+        got = sorted(self._ts.get(src, {}))
+        if got != list(own):
+            self.forget(src)
+            return {"status": st.CORRUPT, "message": f"segment rows {got} instead of {list(own)}"}
+        self.segments.append((inp, own, num_rows))
+        return None
+
     def forget(self, source: str) -> None:
         """`source` is left for the next run: its rows are dropped and it gets no index row."""
         self.shards.drop(source)
@@ -167,6 +180,33 @@ class GroupWriter:
                 rows.append({**{k: v for k, v in r.items() if k != "_rows"},
                              "shards": [w[0] for w in where], "rows": [w[1] for w in where]})
             write_index(self.layout, rows)
+        for inp, own, num_rows in self.segments:  # after the shards: a part names only committed rows
+            src = inp["source"]
+            ts, idx = self._ts.pop(src, {}), self._idx.pop(src, {})
+            self._bytes.pop(src, None)
+            if own:
+                write_segment(self.layout, [
+                    {"source": src, **{k: inp.get(k) for k in ("source_size", "source_etag", "source_mtime")},
+                     "num_rows": num_rows, "row": r, "shard": self.shards.where[(src, r)][0],
+                     "row_group": self.shards.where[(src, r)][1], "timestamps": ts[r], "indices": idx[r]}
+                    for r in own])
+            row = assemble_segments(self.layout, src, self.frames)
+            if row is not None:  # every row of the video is in: its index row, the commit point
+                write_index(self.layout, [row])
+
+
+def segment_rows(num_samples: int, plan, segment, frames_per_row: int) -> tuple[range, range]:
+    """(rows to decode, rows owned) of a segment (`pipeline.decode.windows.WindowRange` over the windows of `plan`)
+    of a video of `num_samples` samples, in frames rows of `frames_per_row`: a segment owns the rows whose first
+    sample lies in its samples (from its first window's first sample, or 0, to the next segment's first sample, or
+    the end), so the segments' rows are every row once; it decodes those rows and its windows' samples."""
+    n, fpr = len(plan.spans), frames_per_row
+    b0 = 0 if segment.first == 0 else plan.spans[segment.first][0]
+    b1 = num_samples if segment.stop >= n else plan.spans[segment.stop][0]
+    own = range(-(-b0 // fpr), -(-b1 // fpr))
+    lo = min(own.start * fpr, plan.spans[segment.first][0])
+    hi = max(min(own.stop * fpr, num_samples), plan.spans[min(segment.stop, n) - 1][1])
+    return range(lo // fpr, -(-hi // fpr)), own
 
 
 class WindowsFromPieces:
@@ -177,8 +217,14 @@ class WindowsFromPieces:
     plain decode gives, bit for bit, as the frames are the same (tests/tokenize/test_frames_output.py). Afterwards
     `outcome` and `sent` speak of the windows, as a `RetriedStream` of them would."""
 
-    def __init__(self, pieces: RetriedStream, decode: DecodeConfig, skip: frozenset, group: GroupWriter, source: str):
+    def __init__(self, pieces: RetriedStream, decode: DecodeConfig, skip: frozenset, group: GroupWriter, source: str,
+                 segment=None, first_row: int = 0):
         self.pieces, self.decode, self.skip, self.group, self.source = pieces, decode, skip, group, source
+        # a segment (`WindowRange` of windows): pieces arrive from row `first_row` on (its `segment_rows`, or 0),
+        # its windows are cut and only the rows it owns stored
+        self.segment, self.first_row = segment, first_row
+        self.own: range | None = None
+        self.num_rows = 0
         self.cutter: WindowCutter | None = None
         self.sent = 0
 
@@ -200,9 +246,15 @@ class WindowsFromPieces:
     def __iter__(self):
         for piece in self.pieces:
             if self.cutter is None:  # the header came before the first piece: the sample count, so the plan
-                plan = self.decode.window_plan(self.pieces.current.result.num_samples)
-                self.cutter = WindowCutter(plan, self.skip)
-            self.group.add(self.source, piece)
+                n, fpr = self.pieces.current.result.num_samples, self.group.frames.frames_per_row
+                plan = self.decode.window_plan(n)
+                self.num_rows, skip = -(-n // fpr), set(self.skip)
+                if self.segment is not None:
+                    _, self.own = segment_rows(n, plan, self.segment, fpr)
+                    skip |= set(range(len(plan.spans))) - set(self.segment(len(plan.spans)))
+                self.cutter = WindowCutter(plan, frozenset(skip), self.first_row * fpr)
+            if self.own is None or piece.index in self.own:
+                self.group.add(self.source, piece)
             for w in self.cutter.add(piece.frames, piece.timestamps, piece.indices):
                 self.sent += 1
                 yield w

@@ -11,6 +11,8 @@ Layout under `output` (a local folder or an object-store prefix):
   index/_index.json, index/g<generation>/bucket-<b>-of-<B>.parquet   the parts folded into hash buckets at the end
         of each run, so a reader opens one small file per video (`pipeline/frames/index.py`: consolidation and
         the rule by which readers see every row exactly once)
+  segments/<h[:2]>/<h>/rows-<first>-<stop>.parquet   the tokenize job's side output: the rows one segment of a long
+        input owns (`SEGMENT_SCHEMA`), until the segment that completes them writes the video's index row
   summary.json, resolved_config.yaml, _job.json
 
 Exactly once (the token shards' rule, `pipeline/tokenize/commit.py`): every file is published whole
@@ -26,6 +28,7 @@ it again.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
@@ -64,6 +67,59 @@ INDEX_SCHEMA = pa.schema([
     pa.field("rows", pa.list_(pa.int32())),  # per row of frames: its row (= row group) in that shard
     pa.field("committed_at", pa.float64()),
 ])
+
+
+# A long input cut into segments by the tokenize job (its frames side output, `pipeline/tokenize/stages.py`): each
+# segment task commits the frames rows it owns (those whose first sample lies in its sample range) as a segment part
+# after their shards; whichever segment finds the parts covering every row assembles the video's index row (the
+# commit point, as for a whole video). Segment parts are never read as index rows.
+SEGMENT_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("source_size", pa.int64()),
+    pa.field("source_etag", pa.string()),
+    pa.field("source_mtime", pa.float64()),
+    pa.field("num_rows", pa.int32()),  # rows of the whole video
+    pa.field("row", pa.int32()),  # one row of frames this segment owns
+    pa.field("shard", pa.string()),
+    pa.field("row_group", pa.int32()),
+    pa.field("timestamps", pa.list_(pa.float64())),
+    pa.field("indices", pa.list_(pa.int64())),
+])
+
+
+def segment_dir(source: str) -> str:
+    h = hashlib.sha1(source.encode()).hexdigest()
+    return f"segments/{h[:2]}/{h}"
+
+
+def write_segment(layout: OutputLayout, rows: list[dict]) -> str:
+    """Commit the owned rows (dicts of SEGMENT_SCHEMA, one video, consecutive rows) of one segment."""
+    name = f"{segment_dir(rows[0]['source'])}/rows-{rows[0]['row']:08d}-{rows[-1]['row'] + 1:08d}.parquet"
+    return layout.write_table(name, pa.Table.from_pylist(rows, schema=SEGMENT_SCHEMA))
+
+
+def assemble_segments(layout: OutputLayout, source: str, frames) -> dict | None:
+    """The index row of `source` (INDEX_SCHEMA, without `committed_at`) when its committed segment parts cover every
+    row once, else None (other segments still to come)."""
+    parts = layout.list(segment_dir(source))
+    rows: dict[int, dict] = {}
+    for p in parts:
+        for r in layout.read_table(p).to_pylist():
+            rows[r["row"]] = r
+    if not rows:
+        return None
+    n = next(iter(rows.values()))["num_rows"]
+    if sorted(rows) != list(range(n)):
+        return None
+    ordered = [rows[k] for k in range(n)]
+    first = ordered[0]
+    times = [t for r in ordered for t in r["timestamps"]]
+    return {"source": source, "status": "ok", "message": None,
+            **{k: first[k] for k in ("source_size", "source_etag", "source_mtime")},
+            "num_frames": len(times), "size": frames.size, "format": frames.format,
+            "frames_per_row": frames.frames_per_row, "timestamps": times,
+            "indices": [i for r in ordered for i in r["indices"]],
+            "shards": [r["shard"] for r in ordered], "rows": [r["row_group"] for r in ordered]}
 
 
 def cache_identity(fps: float, frames) -> dict:

@@ -44,7 +44,8 @@ from pipeline.decode.index import VideoIndex
 from pipeline.decode.spatial import crop_dropped
 from pipeline.decode.status import IO_ERROR, DecoderUnavailable
 from pipeline.decode.windows import WindowRange
-from pipeline.frames.build import GroupWriter, WindowsFromPieces, cache_decode_config
+from pipeline.decode.resample import select_frames
+from pipeline.frames.build import GroupWriter, WindowsFromPieces, cache_decode_config, segment_rows
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, is_transient_error, local_copy
 from pipeline.tokenize.commit import new_run_id, status_shard_name, token_shard_name
@@ -129,8 +130,8 @@ class DecodeInputs:
             # video index spares the probe
             known = self._find(identity) if skip or row.get("prev_windows") or segment is not None else None
             cached = row.pop("frames_cached", None)  # the plan's word: its frames are in the cache already
-            if side is not None and not cached and segment is None:  # one decode: frames cache rows and windows
-                stream, hold = side.stream(row, skip, known), 1
+            if side is not None and not cached:  # one decode: frames cache rows and windows
+                stream, hold = side.stream(row, skip, known, segment), 1
             else:
                 stream, hold = RetriedStream(lambda done: iter_windows(row["source"], self.cfg, storage_options=opts,
                                                                        skip_windows=done, choose=segment, info=known),
@@ -235,7 +236,9 @@ class _FramesSide:
     its last window and without frames: the next run decodes it again (the plan sees no frames index row). A kill
     after it leaves the frames committed and the input pending: the next run's plan marks it `frames_cached` and it is
     decoded for its windows alone. A commit that fails after `retry.*` sends no held window and makes each such
-    input's status row pending (io_error): the next run decodes it again."""
+    input's status row pending (io_error): the next run decodes it again. A segment of a long input decodes the
+    frames rows it owns (`pipeline.frames.build.segment_rows`) and commits them as a segment part; the segment that
+    completes the parts writes the video's index row before sending its held window (`pipeline/frames/store.py`)."""
 
     def __init__(self, stage: DecodeInputs, opts: dict):
         self.stage, self.opts = stage, opts
@@ -244,17 +247,29 @@ class _FramesSide:
         self.group = GroupWriter(self.layout, stage.frames)
         self.held: list[tuple[dict, pa.Table | None, int]] = []  # (row, its held windows, windows sent before)
 
-    def stream(self, row: dict, skip: frozenset, known):
+    def stream(self, row: dict, skip: frozenset, known, segment: WindowRange | None = None):
+        """The windows of one input (or of one segment of it: only the rows it decodes, `segment_rows`, found from
+        the input's video index row, which the split stage wrote; without one, from the video's start)."""
         src = row["source"]
+        choose, first = None, 0
+        if segment is not None and known is not None and known.pts_reliable:
+            n = len(select_frames(known.pts_ticks, known.end_tick, self.cfg.fps, known.time_base, known.rates)[0])
+            rows, _ = segment_rows(n, self.stage.cfg.window_plan(n), segment, self.stage.frames.frames_per_row)
+            choose, first = WindowRange(rows.start, rows.stop), rows.start
         pieces = RetriedStream(lambda done: iter_windows(src, self.cfg, storage_options=self.opts, skip_windows=done,
-                                                         info=known), frozenset(), self.stage.retry, src)
-        return WindowsFromPieces(pieces, self.stage.cfg, skip, self.group, src)
+                                                         choose=choose, info=known), frozenset(), self.stage.retry, src)
+        return WindowsFromPieces(pieces, self.stage.cfg, skip, self.group, src, segment, first)
 
     def finish(self, row: dict, stream, held: pa.Table | None, failed: list[dict]):
-        """The input's frames end (an index row, or nothing when they failed transiently to the end); every
-        `COMMIT_INPUTS` inputs the group is committed and its held windows sent (memory: that many windows)."""
+        """The input's frames end (an index row, or nothing when they failed transiently to the end; a segment: its
+        rows, or nothing when it failed: its input's status row says why); every `FRAMES_COMMIT_INPUTS` inputs the
+        group is committed and its held windows sent (memory: that many windows)."""
         frames = stream.pieces.outcome
-        if frames.final:
+        if stream.segment is not None:
+            ok = frames.final and frames.result.status == "ok" and stream.own is not None
+            if not ok or self.group.finish_segment(row, stream.own, stream.num_rows) is not None:
+                self.group.forget(row["source"])
+        elif frames.final:
             self.group.finish(row, frames.result.status, frames.result.message, self.cfg.fps)
         else:
             self.group.forget(row["source"])
@@ -421,12 +436,8 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
     # cluster (a plan file holds thousands of inputs; without this one task would decode them all in turn)
     ds = ray.data.read_parquet(plan_files, filesystem=plan_fs).repartition(target_num_rows_per_block=per_task)
     per_decode = per_task
-    # long inputs: one decode task per segment (pipeline/tokenize/segments.py); not with the frames side output,
-    # whose cache rows hold a video's samples from its first (docs/frames_cache.md)
-    if decode_cfg.segment_s and cfg.frames.output:
-        log.warning("frames.output is set: long inputs are decoded whole, not cut into segments (decode.segment_s=%g "
-                    "does not apply; docs/frames_cache.md)", decode_cfg.segment_s)
-    elif decode_cfg.segment_s:
+    # long inputs: one decode task per segment (pipeline/tokenize/segments.py)
+    if decode_cfg.segment_s:
         split = SplitLong(decode_cfg, layout.storage_options, VideoIndex.of_job(layout, cfg.index))
         ds = ds.map_batches(split, batch_size=per_task,
                             batch_format="pyarrow", num_cpus=SPLIT_CPUS).repartition(target_num_rows_per_block=1)

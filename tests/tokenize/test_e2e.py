@@ -164,17 +164,19 @@ def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp
 def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_path):
     """With the frames side output (`frames.output`): kill -9 of the driver mid-run, then a rerun: the tokens of an
     uninterrupted run, one `ok` row per input, and a frames cache holding every sample of every input once (no
-    duplicate index row, every frame equal to the decoded source's), its index folded, the summary's `frames`."""
+    duplicate index row, every frame equal to the decoded source's), its index folded, the summary's `frames`. The
+    longest clip is cut into segments (their rows assembled into one index row), the others stay whole."""
     from pipeline.frames.store import load_cache_state
     from pipeline.storage import OutputLayout
     from tests.frames.test_cache import _check_all_frames
 
     paths = make_corpus(tmp_path / "in", clips=CLIPS6)
     want = expected_windows(CLIPS6)
-    run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "ref")))  # the reference tokens
+    run_tokenize(job_config(str(tmp_path / "in"), str(tmp_path / "ref"), "decode.segment_s=null"))  # the reference
     out, cache = tmp_path / "out", tmp_path / "frames"
+    segment_s = (os.path.getsize(paths[2]) - 1) / MIN_BYTES_PER_S  # the 18-s clip alone is cut (3 segments)
     args = [f"input={tmp_path / 'in'}", f"output={out}", *FAST, "shards.shard_rows=1", f"frames.output={cache}",
-            "frames.size=32", "frames.frames_per_row=8"]
+            "frames.size=32", "frames.frames_per_row=8", f"decode.segment_s={segment_s}"]
     proc = _start_job(args, tmp_path)
     _wait_for_shards(out, proc, 1)
     ray_procs = _descendants(proc.pid)
@@ -197,3 +199,4 @@ def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"]["videos"] == len(CLIPS6) and summary["frames"]["parts_folded"] >= 1
     assert (cache / "index" / "_index.json").exists()  # the run's parts folded into buckets
+    assert len(list((cache / "segments").glob("*/*/rows-*.parquet"))) == 3  # the long clip's segment parts

@@ -121,3 +121,34 @@ def test_frames_output_settings_checked_naming_the_keys(tmp_path):
             RunSetup.of(cfg)
     with pytest.raises(Exception, match="frames.output=.*is the token output"):
         job_config(str(tmp_path), str(tmp_path / "out"), f"frames.output={tmp_path / 'out'}")
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_frames_side_output_of_a_segmented_input(tmp_path, indexed):
+    """A long input cut into segments (one window each here), its segment tasks run in any order: the windows of
+    the plain decode, and the video's frames cache row appears once the last segment is in — every sample, once.
+    A segment decodes its rows from the input's video index row (written by the split), or, without one, from the
+    video's start (`indexed=False`)."""
+    import shutil
+
+    from pipeline.decode.index import VideoIndex
+    from pipeline.tokenize.segments import SplitLong
+
+    paths = [str(p) for p in make_corpus(tmp_path / "in", clips=[(18.0, 30.0), (13.0, 25.0)])]  # 54, 39 samples
+    seg = DecodeConfig(fps=3.0, size=32, num_frames=17, stride=17, timeout_s=60, segment_s=0.1)
+    plain = _windows(DecodeInputs(DECODE, OutputLayout(str(tmp_path / "plain")), run_id="r0")(plan_table(paths)))
+    out, cache = OutputLayout(str(tmp_path / "out")), str(tmp_path / "frames")
+    tasks = SplitLong(seg, index=VideoIndex(out))(plan_table(paths))
+    assert tasks.num_rows == 5  # 3 + 2 segments
+    if not indexed:
+        shutil.rmtree(tmp_path / "out" / "_index")
+    stage = DecodeInputs(seg, out, run_id="r1", frames=_frames(cache))
+    got, seen = {}, []
+    for t in (4, 0, 2, 3, 1):  # segments of both inputs, out of order
+        got.update(_windows(stage(tasks.slice(t, 1))))
+        seen.append(sorted(load_cache_state(OutputLayout(cache)).done))
+    assert got == plain
+    assert seen[:3] == [[], [], []] and seen[3] == [paths[1]] and seen[4] == sorted(paths)
+    state = load_cache_state(OutputLayout(cache))
+    assert state.duplicates == 0 and state.orphan_shards == 0
+    _check_all_frames(cache, paths)
