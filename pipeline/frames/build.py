@@ -25,9 +25,9 @@ import dataclasses
 import logging
 
 from pipeline.decode import DecodeConfig, iter_windows
-from pipeline.decode.windows import WindowCutter
 from pipeline.decode import status as st
 from pipeline.decode.index import VideoIndex
+from pipeline.decode.windows import WindowCutter
 from pipeline.frames.codec import encode_frame
 from pipeline.frames.config import FramesConfig
 from pipeline.frames.store import assemble_segments, write_index, write_segment, write_shard

@@ -41,10 +41,10 @@ import pyarrow as pa
 
 from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.decode.index import VideoIndex
+from pipeline.decode.resample import select_frames
 from pipeline.decode.spatial import crop_dropped
 from pipeline.decode.status import IO_ERROR, DecoderUnavailable
 from pipeline.decode.windows import WindowRange
-from pipeline.decode.resample import select_frames
 from pipeline.frames.build import GroupWriter, WindowsFromPieces, cache_decode_config, segment_rows
 from pipeline.inputs import stat_source
 from pipeline.storage import OutputLayout, arrow_filesystem, is_transient_error, local_copy
