@@ -445,7 +445,8 @@ def build_dataset(plan_files: list[str], cfg, decode_cfg: DecodeConfig, layout: 
     return (
         ds.map_batches(DecodeInputs(decode_cfg, layout, nodes, cfg.retry, run_id, dt.machine_burst, cfg.index,
                                     cfg.frames),
-                       batch_size=per_decode, batch_format="pyarrow", **dt.ray_kwargs())
+                       batch_size=per_decode, batch_format="pyarrow",
+                       **dt.ray_kwargs(extra_mb=cfg.frames.shard_mb if cfg.frames.output else 0))  # + its shard buffer
         .map_batches(TokenizeClips, batch_size=tk.batch_size, batch_format="pyarrow", num_gpus=num_gpus,
                      num_cpus=tk.num_cpus,
                      compute=ray.data.ActorPoolStrategy(min_size=tk.min_actors, max_size=tk.max_actors),
