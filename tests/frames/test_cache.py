@@ -128,3 +128,26 @@ def test_cache_decode_config_takes_every_sample():
     assert cfg.size == 32 and cfg.whole_clip and cfg.max_frames == 8 and cfg.buckets is None
     with pytest.raises(ValueError, match="frames.format"):
         FramesConfig(format="png")
+
+
+def test_segment_rows_partition_the_rows_and_cover_the_windows():
+    """For any sample count, window plan and cut into contiguous window ranges: the rows the segments own are every
+    frames row once, and the rows a segment decodes hold its owned rows and all its windows' samples."""
+    from pipeline.decode.windows import WindowRange, plan_windows
+    from pipeline.frames.build import segment_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, fpr = int(rng.integers(17, 400)), int(rng.integers(1, 40))
+        plan = plan_windows(n, 17, int(rng.integers(1, 30)), str(rng.choice(["skip", "pad", "overlap"])))
+        w = len(plan.spans)
+        cuts = sorted(set(rng.integers(1, w, size=int(rng.integers(0, 4))).tolist())) if w > 1 else []
+        bounds = [0, *cuts, w]
+        owned = []
+        for a, b in zip(bounds, bounds[1:]):
+            dec, own = segment_rows(n, plan, WindowRange(a, b), fpr)
+            owned += list(own)
+            assert not own or (dec.start <= own.start and own.stop <= dec.stop)
+            lo, hi = plan.spans[a][0], max(stop for _, stop, _ in plan.spans[a:b])
+            assert dec.start * fpr <= lo and hi <= dec.stop * fpr
+        assert owned == list(range(-(-n // fpr))), (n, fpr, bounds)
