@@ -95,6 +95,7 @@ def _run_tokenize(cfg: TokenizeJobConfig) -> dict:
     claim.record(listed.get("digest"))  # the job record, once the input was listed
     if side:
         side.claim.record(listed.get("digest"))
+        side.check_earlier(state.done, source)
     log.info("plan: %d inputs listed, %d already done, %d to decode (%d pending from earlier runs), %d complete "
              "without decoding (%.1f s)", plan.total_inputs, plan.skipped_done, plan.pending, len(state.pending),
              len(plan.complete_without_decode), time.time() - t0)
@@ -220,11 +221,22 @@ class _FramesOutput:
         self.layout = OutputLayout(cfg.frames.output, opts, cfg.retry)
         self.claim = cache_claim(self.layout, fps, cfg.frames, source, cfg.append).check()
         self.done = load_cache_state(self.layout).done
+        self.without = 0  # inputs tokenized by earlier runs without their frames here (`check_earlier`)
+
+    def check_earlier(self, tokenized: set[str], source: str) -> None:
+        """Warn about inputs tokenized by earlier runs whose frames the cache lacks: this job decodes only inputs
+        with windows to encode, so their frames come only from the cache job."""
+        self.without = len(tokenized - self.done)
+        if self.without:
+            log.warning("frames.output: %d inputs were tokenized by earlier runs without their frames in %s; this job "
+                        "does not decode them again: run jobs/cache_frames.py input=%s output=%s (it skips the cached "
+                        "videos)", self.without, self.layout.url, source, self.layout.url)
 
     def close(self) -> dict:
         from pipeline.frames.index import consolidate
 
-        out = {"output": self.layout.url, "videos_before": len(self.done)}
+        out = {"output": self.layout.url, "videos_before": len(self.done),
+               "tokenized_before_without_frames": self.without}
         try:
             folded = consolidate(self.layout)
             out.update(videos=folded["videos"], index_generation=folded["generation"], parts_folded=folded["parts"])

@@ -152,3 +152,22 @@ def test_frames_side_output_of_a_segmented_input(tmp_path, indexed):
     state = load_cache_state(OutputLayout(cache))
     assert state.duplicates == 0 and state.orphan_shards == 0
     _check_all_frames(cache, paths)
+
+
+def test_frames_output_warns_of_inputs_tokenized_without_their_frames(tmp_path, caplog):
+    """Inputs that earlier runs tokenized without `frames.output` are not decoded again for their frames: the run
+    says how many, and which job fills them in."""
+    from pipeline.tokenize.run import _FramesOutput
+
+    paths = [str(p) for p in make_corpus(tmp_path / "in", clips=CLIPS[:2])]
+    cache = str(tmp_path / "frames")
+    cfg = job_config(str(tmp_path / "in"), str(tmp_path / "out"), f"frames.output={cache}", "frames.size=32",
+                     "frames.frames_per_row=8", "frames.shard_mb=1")
+    _FramesOutput(cfg, 3.0, str(tmp_path / "in"), {}).claim.record(None)  # as a run's driver does
+    list(DecodeInputs(DECODE, OutputLayout(str(tmp_path / "out")), run_id="r1", frames=_frames(cache))(
+        plan_table(paths[:1])))
+    side = _FramesOutput(cfg, 3.0, str(tmp_path / "in"), {})
+    assert side.done == {paths[0]}
+    side.check_earlier(set(paths), str(tmp_path / "in"))
+    assert side.without == 1 and "1 inputs were tokenized by earlier runs without their frames" in caplog.text
+    assert "jobs/cache_frames.py" in caplog.text and side.close()["tokenized_before_without_frames"] == 1
