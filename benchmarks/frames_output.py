@@ -1,8 +1,9 @@
 """Benchmark: the tokenize job's frames side output (`frames.output=`) decodes once for tokens and frames.
 
 Three ways to get a corpus's token windows and its frames cache, on one pinned core (the decode child inherits
-it), each over the same ``--clips`` clips of ``--seconds`` s of 1280×720 30 fps H.264 (ffmpeg ``testsrc2``, x264
-``veryfast``, GOP 250, 3 B-frames; cached in ``--workdir``), at 3 FPS, 256², 17-frame windows:
+it), each over the same ``--clips`` inputs (links to one clip of ``--seconds`` s of 1280×720 30 fps H.264:
+``benchmarks/train_decode.make_clip``, ffmpeg ``testsrc2``, x264 ``veryfast``, GOP 250, 3 B-frames; cached in
+``--workdir``), at 3 FPS, 256², 17-frame windows:
 
 * ``tokens``          the tokenize decode stage as without the side output (`DecodeInputs`): windows only;
 * ``cache job``       the frames-cache job's work (`pipeline.frames.build.cache_videos`, zstd): frames only;
@@ -20,7 +21,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,17 +28,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def make_clip(workdir: Path, seconds: int, i: int) -> Path:
-    path = workdir / f"side_720p30_{seconds}s_{i}.mp4"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp.mp4")
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size=1280x720:rate=30,hue=h={37 * i}", "-t", str(seconds), "-c:v", "libx264",
-                        "-preset", "veryfast", "-g", "250", "-bf", "3", "-pix_fmt", "yuv420p", str(tmp)], check=True)
-        tmp.rename(path)
-    return path
+def corpus(workdir: Path, clips: int, seconds: int) -> list[str]:
+    """`clips` inputs of the same generated clip (`train_decode.make_clip`): links, each its own input."""
+    from train_decode import make_clip
+
+    clip = make_clip(workdir, seconds)
+    out = []
+    for i in range(clips):
+        link = workdir / f"side_{seconds}s_{i}.mp4"
+        if not link.exists():
+            link.symlink_to(clip)
+        out.append(str(link))
+    return out
 
 
 def main() -> None:
@@ -51,7 +55,7 @@ def main() -> None:
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    clips = [str(make_clip(workdir, args.seconds, i)) for i in range(args.clips)]
+    clips = corpus(workdir, args.clips, args.seconds)
 
     import pyarrow as pa
 

@@ -82,9 +82,17 @@ SCHEMA = pa.schema([
 ])
 
 
-def record_of(identity: dict, info: ProbeInfo) -> dict:
-    """A row of the index: ``identity`` (``source`` and, as known, ``source_size/etag/mtime``) plus ``info``."""
-    row = {k: identity.get(k) for k in ("source", "source_size", "source_etag", "source_mtime")}
+IDENTITY_KEYS = ("source", "source_size", "source_etag", "source_mtime")  # an input as listed: what a row is for
+
+
+def identity(row: dict) -> dict:
+    """The listed identity of an input (``IDENTITY_KEYS`` of a plan or listing row; absent ones None)."""
+    return {k: row.get(k) for k in IDENTITY_KEYS}
+
+
+def record_of(identity_: dict, info: ProbeInfo) -> dict:
+    """A row of the index: ``identity_`` (``source`` and, as known, ``source_size/etag/mtime``) plus ``info``."""
+    row = identity(identity_)
     for f in fields(ProbeInfo):
         v = getattr(info, f.name)
         if f.name == "pts":
@@ -205,6 +213,24 @@ class VideoIndex:
         self.layout.write_table(self._keyed(identity["source"]),
                                 pa.Table.from_pylist([record_of(identity, info)], schema=SCHEMA))
 
+    def try_find(self, identity: dict) -> ProbeInfo | None:
+        """``find``, a failure (store down, a foreign file) logged and taken as a miss: a row only spares a probe,
+        so the caller probes as it would without an index."""
+        try:
+            return self.find(identity)
+        except Exception as e:
+            log.warning("video index %s: could not read the row of %s (%s: %s); probing it", self.layout.url,
+                        identity["source"], type(e).__name__, e)
+            return None
+
+    def try_keep(self, identity: dict, info: ProbeInfo) -> None:
+        """``keep``, a failure logged: it costs only a later job's probe, never the input."""
+        try:
+            self.keep(identity, info)
+        except Exception as e:
+            log.warning("video index %s: could not write the row of %s (%s: %s); a later job probes it again",
+                        self.layout.url, identity["source"], type(e).__name__, e)
+
 
 def job_index_url(output: str, index: str = "") -> str:
     """The URL of a job's video index: its ``index=`` key, else ``<output>/_index`` (``VideoIndex.of_job``)."""
@@ -253,10 +279,6 @@ def indexed_info(index: "VideoIndex", source: str, cfg, storage_options: dict | 
     if info is None:  # read blocks of at most 1 MiB: an MP4's header probe fetches the first and the `moov` one(s)
         probe_cfg = dataclasses.replace(cfg, read_block_bytes=min(cfg.read_block_bytes, PROBE_BLOCK_BYTES))
         info = probe_source(source, probe_cfg, storage_options)
-        if info is not None:
-            try:
-                index.keep(identity, info)
-            except Exception as e:  # a later clip probes again; this one goes on with what it has
-                log.warning("cannot add %s to the video index %s (%s: %s)", source, index.layout.url,
-                            type(e).__name__, e)
+        if info is not None:  # a failed write: a later clip probes again; this one goes on with what it has
+            index.try_keep(identity, info)
     return info

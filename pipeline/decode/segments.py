@@ -154,11 +154,7 @@ def find_segments(source: Source, cfg: DecodeConfig, storage_options: dict | Non
     from .sample import _runner  # the process's decode child, shared with iter_windows
 
     if index is not None and identity is not None:
-        try:
-            info = index.find(identity)
-        except Exception as e:  # the index only saves a probe
-            log.warning("video index: could not read the row of %s (%s); probing it", source, e)
-            info = None
+        info = index.try_find(identity)
         if info is not None:
             return segments_of(info, cfg)
     try:
@@ -174,8 +170,5 @@ def find_segments(source: Source, cfg: DecodeConfig, storage_options: dict | Non
         log.info("%s: not cut into segments (%s: %s)", source, type(e).__name__, e)
         return None
     if info is not None and index is not None and identity is not None:
-        try:
-            index.keep(identity, info)
-        except Exception as e:  # costs only a probe per segment task
-            log.warning("video index: could not write the row of %s (%s)", source, e)
+        index.try_keep(identity, info)  # a failed write costs a probe per segment task
     return segments_of(info, cfg)

@@ -26,7 +26,7 @@ import logging
 
 from pipeline.decode import DecodeConfig, iter_windows
 from pipeline.decode import status as st
-from pipeline.decode.index import VideoIndex
+from pipeline.decode.index import VideoIndex, identity
 from pipeline.decode.windows import WindowCutter
 from pipeline.frames.codec import encode_frame
 from pipeline.frames.config import FramesConfig
@@ -42,36 +42,6 @@ def cache_decode_config(decode: DecodeConfig, frames: FramesConfig) -> DecodeCon
     """The decode settings whose pieces are the cache's rows: every sample, `frames.size`², nothing dropped."""
     return dataclasses.replace(decode, size=frames.size, buckets=None, whole_clip=True,
                                max_frames=frames.frames_per_row, num_frames=None, stride=None, tail="skip")
-
-
-class _Probes:
-    """The video index as the cache uses it (pipeline/decode/index.py): a video's row spares its probe, and a video
-    probed here that decoded gets its row. Neither is worth failing a video for: errors are logged."""
-
-    def __init__(self, index: VideoIndex | None):
-        self.index = index
-
-    @staticmethod
-    def identity(inp: dict) -> dict:
-        return {k: inp.get(k) for k in ("source", "source_size", "source_etag", "source_mtime")}
-
-    def find(self, inp: dict):
-        if self.index is None or inp.get("source_size") is None:  # no listed identity to match a row against
-            return None
-        try:
-            return self.index.find(self.identity(inp))
-        except Exception as e:
-            log.warning("video index: could not read the row of %s (%s); probing it", inp["source"], e)
-            return None
-
-    def keep(self, inp: dict, info) -> None:
-        if self.index is None or info is None or inp.get("source_size") is None:
-            return
-        try:
-            self.index.keep(self.identity(inp), info)
-        except Exception as e:
-            log.warning("video index: could not write the row of %s (%s); a later job probes it again",
-                        inp["source"], e)
 
 
 class _Shards:
@@ -143,8 +113,7 @@ class GroupWriter:
             rows, times, nbytes = [], [], 0
         f = self.frames
         self.index.append({"source": src, "status": status, "message": message or None,
-                           **{k: inp.get(k) for k in ("source_size", "source_etag", "source_mtime")},
-                           "num_frames": len(times), "size": f.size, "format": f.format,
+                           **identity(inp), "num_frames": len(times), "size": f.size, "format": f.format,
                            "frames_per_row": f.frames_per_row, "timestamps": times,
                            "indices": [i for r in rows for i in idx[r]], "_rows": len(rows)})
         return {"status": status, "message": message, "num_frames": len(times), "bytes": nbytes,
@@ -186,8 +155,7 @@ class GroupWriter:
             self._bytes.pop(src, None)
             if own:
                 write_segment(self.layout, [
-                    {"source": src, **{k: inp.get(k) for k in ("source_size", "source_etag", "source_mtime")},
-                     "num_rows": num_rows, "row": r, "shard": self.shards.where[(src, r)][0],
+                    {**identity(inp), "num_rows": num_rows, "row": r, "shard": self.shards.where[(src, r)][0],
                      "row_group": self.shards.where[(src, r)][1], "timestamps": ts[r], "indices": idx[r]}
                     for r in own])
             row = assemble_segments(self.layout, src, self.frames)
@@ -286,11 +254,10 @@ def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig,
     retry = retry or RetryConfig()
     cfg = cache_decode_config(decode, frames)
     group = GroupWriter(layout, frames)
-    videos = _Probes(index)
     results = []
     try:
         for inp in inputs:
-            results.append(_cache_one(inp, cfg, group, storage_options, retry, videos))
+            results.append(_cache_one(inp, cfg, group, storage_options, retry, index))
         group.commit()
     except Exception as e:
         if not is_transient_error(e):
@@ -306,18 +273,21 @@ def cache_videos(inputs: list[dict], layout: OutputLayout, decode: DecodeConfig,
 
 
 def _cache_one(inp: dict, cfg: DecodeConfig, group: GroupWriter, storage_options, retry: RetryConfig,
-               videos: _Probes) -> dict:
+               index: VideoIndex | None) -> dict:
     """Decode one video under `retry` into `group`; returns its result."""
     src = inp["source"]
-    known = videos.find(inp)
+    if inp.get("source_size") is None:  # no listed identity to match a video index row against
+        index = None
+    known = index.try_find(identity(inp)) if index is not None else None
     stream = RetriedStream(lambda skip: iter_windows(src, cfg, storage_options=storage_options, skip_windows=skip,
                                                      info=known), frozenset(), retry, f"frames cache: {src}")
     for piece in stream:
         group.add(src, piece)
     outcome = stream.outcome
     res = outcome.result
-    if res.status == st.OK:
-        videos.keep(inp, getattr(stream.current, "info", None))
+    probed = getattr(stream.current, "info", None)
+    if res.status == st.OK and probed is not None and index is not None:
+        index.try_keep(identity(inp), probed)
     out = {"source": src, "tries": outcome.tries, "committed": outcome.final}
     if not outcome.final:
         group.forget(src)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import posixpath
 import time
 from dataclasses import dataclass, field
 
@@ -102,12 +103,13 @@ def assemble_segments(layout: OutputLayout, source: str, frames) -> dict | None:
     """The index row of `source` (INDEX_SCHEMA, without `committed_at`) when its committed segment parts cover every
     row once, else None (other segments still to come)."""
     parts = layout.list(segment_dir(source))
+    ranges = sorted((int(a), int(b)) for a, b in (posixpath.basename(p)[5:-8].split("-") for p in parts))
+    if not ranges or ranges[0][0] != 0 or any(b != c for (_, b), (c, _) in zip(ranges, ranges[1:])):
+        return None  # a gap in the names (`rows-<first>-<stop>`): parts are read only once they may cover all
     rows: dict[int, dict] = {}
     for p in parts:
         for r in layout.read_table(p).to_pylist():
             rows[r["row"]] = r
-    if not rows:
-        return None
     n = next(iter(rows.values()))["num_rows"]
     if sorted(rows) != list(range(n)):
         return None

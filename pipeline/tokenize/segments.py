@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.decode import DecodeConfig
-from pipeline.decode.index import VideoIndex
+from pipeline.decode.index import VideoIndex, identity
 from pipeline.decode.segments import find_segments, worth_probing
 from pipeline.inputs import stat_source
 
@@ -95,8 +95,7 @@ class SplitLong:
         """The segment rows of `row` that still have windows to decode; [] keeps the input whole."""
         if not worth_probing(row.get("source_size"), self.cfg):
             return []
-        identity = {k: row.get(k) for k in ("source", "source_size", "source_etag", "source_mtime")}
-        segs = find_segments(row["source"], self.cfg, self.opts, self.index, identity)
+        segs = find_segments(row["source"], self.cfg, self.opts, self.index, identity(row))
         if segs is None:
             return []
         skip = [int(w) for w in row.get("skip_windows") or ()]

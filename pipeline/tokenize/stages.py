@@ -128,7 +128,7 @@ class DecodeInputs:
             identity = row  # source, size, etag, mtime as listed: an index row counts for that object only
             # an input with windows committed before was probed then, a segment's by the split stage: its row in the
             # video index spares the probe
-            known = self._find(identity) if skip or row.get("prev_windows") or segment is not None else None
+            known = self.index.try_find(identity) if skip or row.get("prev_windows") or segment is not None else None
             cached = row.pop("frames_cached", None)  # the plan's word: its frames are in the cache already
             if side is not None and not cached:  # one decode: frames cache rows and windows
                 stream, hold = side.stream(row, skip, known, segment), 1
@@ -153,7 +153,7 @@ class DecodeInputs:
             # rows for inputs that gave windows (one segment writes it): an input without any (too short, broken) is
             # not worth a write, which costs ~2 ms of CPU where a too-short clip's whole probe costs about as much
             if probed is not None and res.status == "ok" and (segment is None or segment.first == 0):
-                self._writes.submit(self._keep, dict(identity), probed)
+                self._writes.submit(self.index.try_keep, dict(identity), probed)
             if hold:  # its frames' index row (or nothing: left for the next run); its last window waits
                 if len(chunk) > 1:
                     yield self._table(row, res, chunk[:-1], out.tries)
@@ -192,23 +192,6 @@ class DecodeInputs:
                                     status_table(rows, self.run_id))
         log.error("decode environment broken on %s: %s (%s)", node, reason, detail)
         raise MachineBroken(node, reason, detail, sorted(mine))
-
-    def _find(self, identity: dict):
-        """The input's probe result from the job's video index (None: not there, changed, or unreadable)."""
-        try:
-            return self.index.find(identity)
-        except Exception as e:  # the index only saves a probe: the decode probes as it would without one
-            log.warning("video index: could not read the row of %s (%s); probing it", identity["source"], e)
-            return None
-
-    def _keep(self, identity: dict, info) -> None:
-        """Write the input's keyed row to the job's video index (`index=`, else `<output>/_index`), which training and
-        the next run read instead of probing; a failed write costs only that (logged), never the input."""
-        try:
-            self.index.keep(identity, info)
-        except Exception as e:
-            log.warning("video index: could not write the row of %s (%s); a later job probes it again",
-                        identity["source"], e)
 
     @staticmethod
     def _info(row: dict, res) -> dict:
