@@ -7,11 +7,14 @@ only by the code that started it (never `ray stop`); object storage is a real HT
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +112,37 @@ def ray_local():
 def ray_local_module():
     """The same Ray for module-scoped fixtures (a run shared by a module's tests)."""
     yield _ensure_local_ray()
+
+
+# A node killed in a drill is declared dead after `period x threshold` of failed health checks: Ray's defaults (3 s x 5)
+# make every drill wait ~15 s for it; 0.5 s x 3 keeps the same path (the raylet stops answering, the GCS marks the
+# node and its actors dead) in ~1.5 s.
+FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
+
+
+@contextmanager
+def local_cluster(monkeypatch, prefix: str):
+    """A multi-node `ray.cluster_utils.Cluster` on this machine, for the tests' node drills: a head without CPUs (the
+    test adds the nodes it needs), its own temp dir, nodes killed in a drill declared dead fast (`FAST_NODE_DEATH`).
+
+    The session's local Ray goes first (the next test that asks for `ray_local` starts a fresh one); on the way out
+    this process's connection, the cluster and its temp dir go."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # AF_UNIX socket paths must stay short
+    os.makedirs(os.path.join(tmp, "ray"))
+    monkeypatch.setenv("RAY_TMPDIR", tmp)  # Cluster records its address under $RAY_TMPDIR/ray, not the shared /tmp/ray
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 << 20,
+                                                            "temp_dir": tmp, "include_dashboard": False,
+                                                            "_system_config": FAST_NODE_DEATH})
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

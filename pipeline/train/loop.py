@@ -32,7 +32,7 @@ import torch
 
 from pipeline.cli import LOG_FORMAT
 from pipeline.evaluate.metrics import evaluate_clips, write_previews
-from pipeline.storage import exists, join, write_bytes
+from pipeline.storage import exists, join, read_text, write_bytes
 from pipeline.train.checkpoint import CKPT_PREFIX, STATE_FILE, export_official, init_stage2
 from pipeline.train.config import TrainConfig
 from pipeline.train.data import load_val_clips
@@ -49,6 +49,7 @@ from vidtok.video import to_model_input
 log = logging.getLogger(__name__)
 
 DATA_PREFIX = "data_rank"  # data_rank<r>.json in a checkpoint: rank r's order key and cursor after the step
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train's controller: the checkpoints it has registered
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -245,15 +246,21 @@ class Trainer:
         """Kill this worker process once per run, as when a node is lost, to exercise FailureConfig (tests only).
 
         A marker in the run dir makes the drill fire once (a restart that resumes before the drill step must not die
-        again, or the run would exhaust `max_failures`). Before dying the worker waits a few controller health-check
-        periods so that the checkpoint reported at the previous step is registered: otherwise, on a loaded machine,
-        the controller can see the death before it has polled that report and restart from scratch.
+        again, or the run would exhaust `max_failures`). Before dying the worker waits until the controller has
+        registered the checkpoint reported last (its snapshot in the run dir names it): otherwise, on a loaded
+        machine, the controller can see the death before it has polled that report and restart from an older one.
         """
-        step, opts = self.state.step, self.run.storage_options
-        marker = join(self.run.paths.run_dir, "_drills", f"fail_at_step_{step:08d}")
+        step, opts, run_dir = self.state.step, self.run.storage_options, self.run.paths.run_dir
+        marker = join(run_dir, "_drills", f"fail_at_step_{step:08d}")
         if exists(marker, opts):
             return
         write_bytes(marker, b"fired", opts)
-        time.sleep(3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0")) + 2.0)
+        last = step - step % self.cfg.checkpoint_every
+        deadline = time.monotonic() + 120
+        while last and f"{CKPT_PREFIX}{last:08d}" not in (read_text(join(run_dir, SNAPSHOT_FILE), opts) or ""):
+            if time.monotonic() > deadline:
+                log.warning("fail_at_step=%d: checkpoint %d not registered after 120 s; failing anyway", step, last)
+                break
+            time.sleep(0.2)
         log.error("fail_at_step=%d: killing this worker to exercise FailureConfig recovery", step)
         os._exit(17)

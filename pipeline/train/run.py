@@ -36,6 +36,11 @@ from pipeline.train.setup import TrainRun
 
 log = logging.getLogger(__name__)
 
+# How often Ray Train's controller polls its workers (Ray's default 2 s). Every fit waits on that poll to see its
+# worker group start and end, and a restart to see a death: on a Ray on this machine 0.5 s takes ~3.5 s off each
+# fit (measured: a 2-step tiny fit 14.9 s -> 11.1 s). A joined cluster keeps Ray's default (or the operator's value).
+HEALTH_CHECK_ENV, LOCAL_HEALTH_CHECK_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
+
 
 @dataclass
 class TrainSummary:
@@ -159,6 +164,8 @@ def _run(run: TrainRun, claim: OutputClaim) -> TrainSummary:
              cfg.stage, len(train_urls), len(val_urls), cfg.steps, cfg.batch_size, run.decode.size,
              run.decode.size, run.num_frames, cfg.num_workers)
     storage_path, storage_fs = ray_storage(paths.output, opts)
+    if not joined_cluster(cfg.ray):  # read by `fit()` from this process's environment (then the controller's)
+        os.environ.setdefault(HEALTH_CHECK_ENV, LOCAL_HEALTH_CHECK_S)
     trainer = (TorchTrainer if joined_cluster(cfg.ray) else LocalRayTrainer)(
         train_loop_per_worker,
         # each worker builds its own data stream (pipeline/train/stream.py); the listing goes once to the object store

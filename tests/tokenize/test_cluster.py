@@ -17,6 +17,7 @@ import fsspec
 import pytest
 
 from pipeline.tokenize.run import run_tokenize
+from tests.conftest import local_cluster
 from tests.tokenize.helpers import CLIPS, FAST, expected_windows, job_config, make_corpus, read_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,16 +34,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_tokenize_multinode_decode_on_cpu_nodes_tokenizer_on_gpu_node(tmp_path, monkeypatch):
     """Decode tasks run only on CPU nodes, the tokenizer actor on the node advertising a GPU (CPU fallback inside)."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()  # the session's local Ray; the next test that needs it starts a fresh one
-    tmp = tempfile.mkdtemp(prefix="vtc", dir="/tmp")
-    os.makedirs(os.path.join(tmp, "ray"))
-    monkeypatch.setenv("RAY_TMPDIR", tmp)  # Cluster records its address under $RAY_TMPDIR/ray, not the shared /tmp/ray
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 << 20,
-                                                            "temp_dir": tmp, "include_dashboard": False})
-    try:
+    with local_cluster(monkeypatch, "vtc") as cluster:
         cpu_nodes = [cluster.add_node(num_cpus=2, object_store_memory=200 << 20) for _ in range(2)]
         gpu_node = cluster.add_node(num_cpus=0, num_gpus=1, object_store_memory=200 << 20)
         cluster.wait_for_nodes()
@@ -51,10 +43,6 @@ def test_tokenize_multinode_decode_on_cpu_nodes_tokenizer_on_gpu_node(tmp_path, 
         cfg = job_config(str(tmp_path / "in"), str(tmp_path / "out"), f"ray.address={cluster.address}",
                          "tokenizer.num_gpus=1", "tokenizer.num_cpus=0")
         s = run_tokenize(cfg)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
     assert s["windows_this_run"] == expected_windows()
     assert set(s["nodes"]["decode"]) <= {n.node_id for n in cpu_nodes} and s["nodes"]["decode"]
     assert s["nodes"]["tokenizer"] == [gpu_node.node_id]

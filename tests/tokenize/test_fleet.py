@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import fsspec
 import pytest
 
 from pipeline.errors import BROKEN_ENV
+from tests.conftest import local_cluster
 from tests.tokenize.helpers import FAST, make_corpus, read_folder, token_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,18 +64,8 @@ def _result(out: Path) -> dict:
 def test_fleet_lost_nodes_cost_time_not_the_run(tmp_path, monkeypatch):
     """Undisturbed run, then the drill on the same cluster: a decode node removed with windows in flight, then the
     tokenizer's node (the job says it waits), fresh nodes added: exit 0 and the same tokens, status and counts."""
-    from ray.cluster_utils import Cluster
-
-    import ray
-
-    ray.shutdown()  # the session's local Ray; the next test that needs it starts a fresh one
-    tmp = tempfile.mkdtemp(prefix="vtf", dir="/tmp")
-    os.makedirs(os.path.join(tmp, "ray"))
-    monkeypatch.setenv("RAY_TMPDIR", tmp)  # Cluster records its address under $RAY_TMPDIR/ray, not the shared /tmp/ray
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 << 20,
-                                                            "temp_dir": tmp, "include_dashboard": False})
     make_corpus(tmp_path / "in", clips=DRILL_CLIPS)
-    try:
+    with local_cluster(monkeypatch, "vtf") as cluster:
         decode = [cluster.add_node(num_cpus=1, object_store_memory=150 << 20) for _ in range(2)]
         gpu = cluster.add_node(num_cpus=0, num_gpus=1, object_store_memory=150 << 20)
         cluster.wait_for_nodes()
@@ -109,10 +98,6 @@ def test_fleet_lost_nodes_cost_time_not_the_run(tmp_path, monkeypatch):
         drill_s = time.time() - t0
         text = log.read_text()
         assert code == 0, text[-6000:]
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"undisturbed run {calm_s:.1f} s; drill {drill_s:.1f} s; events (s after start) "
           + ", ".join(f"{k} {v:.1f}" for k, v in events.items()))
     calm_r, drill_r = _result(tmp_path / "calm"), _result(out)
@@ -133,21 +118,11 @@ def test_fleet_broken_decoder_node_stops_the_run_then_rerun_completes(tmp_path, 
     """One decode node cannot load PyAV (a shadowing `av` on that node's PYTHONPATH fails to import, as a missing
     libavcodec does): the job stops with exit 5 naming that node and the reason, no input is marked failed for good;
     with the node drained, re-running the same command completes every input."""
-    from ray.cluster_utils import Cluster
-
-    import ray
-
-    ray.shutdown()
-    tmp = tempfile.mkdtemp(prefix="vtb", dir="/tmp")
-    os.makedirs(os.path.join(tmp, "ray"))
-    monkeypatch.setenv("RAY_TMPDIR", tmp)
     (tmp_path / "shadow" / "av").mkdir(parents=True)
     (tmp_path / "shadow" / "av" / "__init__.py").write_text(SHADOW_AV)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 << 20,
-                                                            "temp_dir": tmp, "include_dashboard": False})
     make_corpus(tmp_path / "in", clips=[(6.5, 24.0), (12.0, 25.0)] * 3)
     out = tmp_path / "out"
-    try:
+    with local_cluster(monkeypatch, "vtb") as cluster:
         cluster.add_node(num_cpus=1, object_store_memory=150 << 20)
         broken = cluster.add_node(num_cpus=1, object_store_memory=150 << 20,
                                   env_vars={"PYTHONPATH": f"{tmp_path / 'shadow'}:{REPO}"})
@@ -165,10 +140,6 @@ def test_fleet_broken_decoder_node_stops_the_run_then_rerun_completes(tmp_path, 
         cluster.add_node(num_cpus=1, object_store_memory=150 << 20)
         second = _job(cluster, tmp_path / "in", out, tmp_path / "second.log")
         assert second.wait(timeout=400) == 0, (tmp_path / "second.log").read_text()[-6000:]
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
     print(stop)
     result = _result(out)
     assert result["success"] and result["duplicates"] == 0 and len(result["windows"]) == 9
