@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import load_config
+from pipeline.entrypoints import run_command
 from pipeline.decode.synth import write_synthetic_video
 from pipeline.tokenize.config import TokenizeJobConfig
 from pipeline.tokenize.schema import PLAN_SCHEMA
@@ -17,6 +19,16 @@ from pipeline.tokenize.schema import PLAN_SCHEMA
 CLIPS = [(6.5, 24.0), (12.0, 25.0), (18.0, 30.0)]
 FAST = ["decode.size=32", "tokenizer.batch_size=4", "shards.shard_rows=2", "tokenizer.num_gpus=0",
         "decode_task.inputs_per_task=1", "shards.status_every_inputs=1", "decode.timeout_s=60"]
+
+
+def tokenize_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`python jobs/tokenize_corpus.py ARGS`, run in this process (a Ray already up here is joined, not started):
+    its exit code and console output, as `subprocess.run` gives them. A job that must start its own Ray, be killed or
+    be submitted runs in a subprocess instead."""
+    capsys.readouterr()
+    code = run_command("tokenize_corpus", list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["tokenize_corpus", *args], code, out.out, out.err)
 
 
 def make_corpus(folder: Path, clips=CLIPS, size=(64, 48)) -> list[Path]:

@@ -20,7 +20,7 @@ from pipeline.decode.segments import MIN_BYTES_PER_S
 from pipeline.tokenize.run import run_tokenize
 from pipeline.tokenize.segments import TASK_COLUMN, SplitLong
 from tests.tokenize.helpers import FAST, expected_windows, job_config, make_corpus, plan_table, read_folder, \
-    token_rows
+    token_rows, tokenize_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = fsspec.filesystem("file")
@@ -112,7 +112,7 @@ def _kill_tree(procs: list[int]) -> None:
 
 
 @pytest.mark.slow
-def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp_path):
+def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp_path, capsys):
     """kill -9 of the driver mid-run, then a rerun during which a worker is killed -9: every window exactly once,
     the output equal to an uninterrupted run's (whole inputs), one `ok` row per input. One run holds both kinds of
     input: `decode.segment_s` is set at the 18-s clip's size, so it alone is cut into segments, one task each
@@ -155,13 +155,12 @@ def test_tokenize_kill9_driver_and_worker_then_rerun_exactly_once(ray_local, tmp
     assert st.num_rows == len(CLIPS6) and set(st.column("status").to_pylist()) == {"ok"} and (out / "_SUCCESS").exists()
     assert not [f for f in os.listdir(out / "tokens") if f.endswith(".tmp")] and not (out / "_plan").exists()
 
-    again = subprocess.run([sys.executable, str(REPO / "jobs/tokenize_corpus.py"), *args], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
+    again = tokenize_in_process(capsys, *args)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
 @pytest.mark.slow
-def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_path):
+def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_path, capsys):
     """With the frames side output (`frames.output`): kill -9 of the driver mid-run, then a rerun: the tokens of an
     uninterrupted run, one `ok` row per input, and a frames cache holding every sample of every input once (no
     duplicate index row, every frame equal to the decoded source's), its index folded, the summary's `frames`. The
@@ -186,9 +185,8 @@ def test_tokenize_frames_output_kill9_then_rerun_exactly_once(ray_local, tmp_pat
     _kill_tree([p for p in ray_procs if os.path.exists(f"/proc/{p}")])
     assert len(os.listdir(out / "tokens")) < want, "the job finished before the kill; the test needs a slower corpus"
 
-    proc = _start_job(args, tmp_path)
-    text, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, text[-4000:]
+    rerun = tokenize_in_process(capsys, *args)  # the same command, in this process
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
     a, b = read_folder(LOCAL, str(tmp_path / "ref/tokens")), read_folder(LOCAL, str(out / "tokens"))
     assert a.num_rows == b.num_rows == want and token_rows(a) == token_rows(b)
     st = read_folder(LOCAL, str(out / "status"))

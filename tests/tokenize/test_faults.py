@@ -5,9 +5,7 @@ fault-free run gives; a run that could not finish says so (no _SUCCESS, exit 3) 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pyarrow as pa
 import pytest
@@ -20,9 +18,8 @@ from pipeline.tokenize.run import run_tokenize
 from pipeline.tokenize.schema import PLAN_SCHEMA
 from pipeline.tokenize.stages import DecodeInputs
 from tests.faults import FaultProxy, Outage, proxy_options
-from tests.tokenize.helpers import CLIPS, job_config, make_corpus, read_folder, token_rows
+from tests.tokenize.helpers import CLIPS, FAST, job_config, make_corpus, read_folder, token_rows, tokenize_in_process
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = CLIPS + [(6.5, 30.0)]  # 1 + 2 + 3 + 1 windows, plus one file that is not a video
 FAST_RETRY = ["retry.base_s=0.2", "retry.max_s=2", "retry.attempts=8", "retry.deadline_s=60"]
 
@@ -150,15 +147,15 @@ def test_faults_job_recovers_inside_the_run(s3_server, corpus, baseline, ray_loc
 
 @pytest.mark.slow
 @pytest.mark.parametrize("down", ["inputs", "store"])
-def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(down, s3_server, corpus, baseline):
+def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(down, s3_server, corpus, baseline, capsys):
     """An outage longer than retry.* leaves the run incomplete: exit 3, no _SUCCESS, the pending count printed
     (the inputs down: pending io_error rows with their tries; the whole store down: the run stops). Re-running the
     same command, the store back, completes it with every window exactly once."""
     out = f"s3://{corpus['bucket']}/outage-{down}"
-    retry = ["retry.attempts=2", "retry.base_s=0.2", "retry.max_s=0.5", "retry.deadline_s=10", "ray.num_cpus=2"]
+    retry = ["retry.attempts=2", "retry.base_s=0.2", "retry.max_s=0.5", "retry.deadline_s=10"]
     outage = Outage(after=2, seconds=60, paths="/videos/") if down == "inputs" else Outage(after=25, seconds=45)
     with FaultProxy(s3_server.endpoint_url, outages=[outage]) as proxy:
-        first = _job(corpus["input"], out, proxy.endpoint_url, retry)
+        first = _job(capsys, corpus["input"], out, proxy.endpoint_url, retry)
         refused = proxy.stats["refused"]
     print(f"first run ({down} down): exit {first.returncode}, {refused} requests refused\n{first.stderr[-600:]}")
     assert first.returncode == 3, first.stderr[-3000:]
@@ -171,7 +168,7 @@ def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(down, s3_
         pending = [r for r in read_folder(fs, f"{corpus['bucket']}/outage-{down}/status").to_pylist() if not r["final"]]
         assert len(pending) == summary["inputs_pending"] == summary["pending_by_reason"]["io_error"]
         assert all(r["status"] == "io_error" and r["attempts"] == 2 for r in pending)
-    second = _job(corpus["input"], out, s3_server.endpoint_url, retry)
+    second = _job(capsys, corpus["input"], out, s3_server.endpoint_url, retry)
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads(fs.cat(f"{corpus['bucket']}/outage-{down}/summary.json"))
     assert summary["complete"] and summary["duplicate_windows_found"] == 0
@@ -180,14 +177,9 @@ def test_faults_outage_outlasting_retries_exits_3_then_rerun_completes(down, s3_
     _assert_same_as_baseline(got, baseline)
 
 
-def _job(input: str, output: str, endpoint: str, extra: list[str]) -> subprocess.CompletedProcess:
-    from tests.tokenize.helpers import FAST
-
-    env = {**os.environ, "PYTHONPATH": REPO}
-    env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, os.path.join(REPO, "jobs", "tokenize_corpus.py"), f"input={input}", f"output={output}",
-           *FAST, *_creds(endpoint), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+def _job(capsys, input: str, output: str, endpoint: str, extra: list[str]) -> subprocess.CompletedProcess:
+    """The tokenize job as the operator runs it, in this process on the module's Ray (the baseline's)."""
+    return tokenize_in_process(capsys, f"input={input}", f"output={output}", *FAST, *_creds(endpoint), *extra)
 
 
 def _fs(s3_server, endpoint: str):

@@ -17,7 +17,7 @@ import pytest
 from pipeline.entrypoints import run_command
 from pipeline.errors import CONFIG, RAY_START
 from tests.conftest import start_moto, stop_moto
-from tests.tokenize.helpers import CLIPS, FAST, make_corpus
+from tests.tokenize.helpers import CLIPS, FAST, make_corpus, tokenize_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "jobs" / "tokenize_corpus.py"
@@ -25,8 +25,8 @@ JOB = REPO / "jobs" / "tokenize_corpus.py"
 
 def _job(capsys, *args: str) -> tuple[int, str]:
     """Run the tokenize job in this process (what `python jobs/tokenize_corpus.py ARGS` does): (exit code, stderr)."""
-    code = run_command("tokenize_corpus", list(args))
-    return code, capsys.readouterr().err
+    r = tokenize_in_process(capsys, *args)
+    return r.returncode, r.stderr
 
 
 def _subprocess_job(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -121,10 +121,11 @@ def test_first_hour_unreachable_ray_has_its_own_exit_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_first_hour_limit_is_partial_and_corpora_do_not_merge(tmp_path):
+def test_first_hour_limit_is_partial_and_corpora_do_not_merge(tmp_path, capsys, ray_local):
     """`limit=1` of 3 inputs: exit 0 but no _SUCCESS, `complete: false`, "partial: limit=1 of 3 listed" in the
     summary and the card; the console shows the project's lines only (Ray's go to _logs/); a second corpus into the
-    same output is refused unless append=true; the same command without the limit completes the output."""
+    same output is refused unless append=true; the same command without the limit completes the output. The first
+    run is a newcomer's, in its own process with its own Ray; the others run in this one (`tokenize_in_process`)."""
     make_corpus(tmp_path / "in", clips=CLIPS)
     make_corpus(tmp_path / "other", clips=CLIPS[:1])
     out = tmp_path / "out"
@@ -145,14 +146,14 @@ def test_first_hour_limit_is_partial_and_corpora_do_not_merge(tmp_path):
     temp = re.search(r"starting a private local Ray \(temp dir (\S+)\)", console)
     assert temp and not Path(temp.group(1)).exists()  # Ray's session folder is removed once the private Ray stopped
 
-    r = _subprocess_job(f"input={tmp_path / 'other'}", *common, "dry_run=true", cwd=tmp_path)
+    r = tokenize_in_process(capsys, f"input={tmp_path / 'other'}", *common, "dry_run=true")
     assert r.returncode == 0 and "a run would refuse this output" in r.stdout, r.stdout[-2000:]
-    r = _subprocess_job(f"input={tmp_path / 'other'}", *common, cwd=tmp_path)
+    r = tokenize_in_process(capsys, f"input={tmp_path / 'other'}", *common)
     assert r.returncode == CONFIG and "append=true" in r.stderr, r.stderr[-2000:]
-    r = _subprocess_job(f"input={tmp_path / 'other'}", *common, "append=true", "dry_run=true", cwd=tmp_path)
+    r = tokenize_in_process(capsys, f"input={tmp_path / 'other'}", *common, "append=true", "dry_run=true")
     assert r.returncode == 0 and "would refuse" not in r.stdout, r.stdout[-2000:]
 
-    r = _subprocess_job(f"input={tmp_path / 'in'}", *common, cwd=tmp_path)
+    r = tokenize_in_process(capsys, f"input={tmp_path / 'in'}", *common)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["partial"] is None and (out / "_SUCCESS").exists()
