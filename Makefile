@@ -35,9 +35,10 @@ XDIST := $(if $(filter 0,$(TEST_PROCS)),-p no:xdist,-n $(TEST_PROCS) --dist load
 # Ray Train end-to-end runs (marker `alone`) go after the rest, one at a time: on 2 cores, beside other tests, their
 # DDP ranks stalled three times (never alone; cause not found, see pipeline/train/stream.py). A stalled rank now fails
 # after data.stall_timeout_s and the run restarts from its checkpoint, but that restart would change what they assert.
+# Each phase ends with its ten slowest tests (`--durations`): the figures the README's Tests section quotes.
 test: setup
-	$(PY) -m pytest -q $(XDIST) -m "not alone"
-	$(PY) -m pytest -q -p no:xdist -m alone
+	$(PY) -m pytest -q $(XDIST) -m "not alone" --durations=10
+	$(PY) -m pytest -q -p no:xdist -m alone --durations=5
 
 test-fast: setup
 	$(PY) -m pytest -q $(XDIST) -m "not slow"
