@@ -34,10 +34,12 @@ Retries, in two layers, set here on purpose and nowhere else:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -72,7 +74,7 @@ def is_transient_error(e: BaseException) -> bool:
     """Whether a storage error is worth another try: the network or the store (refused / reset / timed-out
     connections, 5xx, throttling, cut bodies), as opposed to a missing path, a permission or a programming error.
     Follows `__cause__` and Ray's `cause` wrappers, so a task error that came from a storage call is recognised."""
-    seen = 0
+    seen, text = 0, None
     while e is not None and seen < 10:
         if isinstance(e, _PERMANENT_OS_ERRORS) or _error_code(e) in _CREDENTIAL_ERRORS + _DENIED_CODES + ("NoSuchBucket",):
             return False
@@ -80,8 +82,41 @@ def is_transient_error(e: BaseException) -> bool:
             return True
         if type(e).__module__.split(".")[0] in _TRANSIENT_MODULES:
             return True
+        if text is None and type(e).__module__ == "ray.exceptions":  # a task's error: its text has the worker's
+            text = str(e)                                             # traceback, chained exceptions included
         e = getattr(e, "cause", None) or e.__cause__
         seen += 1
+    return _transient_in_traceback(text) if text else False
+
+
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+
+
+def _transient_in_traceback(text: str) -> bool:
+    """`is_transient_error` for the exceptions named in a Ray task error's text (`str()`), outermost first.
+
+    Why: Ray Data wraps an exception raised in a map function into `UserCodeException` raised `from` it, and the
+    chain does not survive the trip to the driver (exceptions pickle without `__cause__`), so a storage error that
+    outlasted its retries in `WriteTokenShard` arrived as an unexplained error (exit 1) instead of an incomplete run
+    (exit 3). Only the traceback text, formatted in the worker, still names it."""
+    named = []
+    for line in text.splitlines():
+        m = _EXCEPTION_LINE.match(line)
+        if m and not line.startswith(("Traceback", "ray::", "The above exception", "During handling")) and \
+                (m.group(2) is not None or m.group(1).endswith(("Error", "Exception"))):
+            named.append((m.group(1), m.group(2) or ""))
+    for name, message in reversed(named):  # the text lists the root cause first
+        short = name.rsplit(".", 1)[-1]
+        code = re.search(r"An error occurred \((\w+)\)", message) if short == "ClientError" else None
+        builtin = getattr(builtins, short, None) if "." not in name else None
+        if short in _CREDENTIAL_ERRORS or (code and code.group(1) in _DENIED_CODES + ("NoSuchBucket",)):
+            return False
+        if isinstance(builtin, type) and issubclass(builtin, _PERMANENT_OS_ERRORS):
+            return False
+        if isinstance(builtin, type) and issubclass(builtin, (OSError, TimeoutError, ConnectionError)):
+            return True
+        if name.split(".")[0] in _TRANSIENT_MODULES:
+            return True
     return False
 
 

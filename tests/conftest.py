@@ -6,7 +6,9 @@ only by the code that started it (never `ray stop`); object storage is a real HT
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -79,6 +81,24 @@ def spec_dir() -> Path:
     if d is None:
         spec_missing("this test")
     return d
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """`build(folder)` once per test run, its value shared by the run's pytest-xdist processes (the first builds into
+    their common temp root under a lock and pickles the value; the others load it); without xdist, once per process.
+    For session fixtures that generate media: the same files, generated once instead of once per process."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / f"shared-{name}"  # pytest-<n>/: this run's, shared by its workers
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".value.pickle"
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        value = build(folder)
+        done.write_bytes(pickle.dumps(value))
+        return value
 
 
 # ----------------------------------------------------------------------------------------------------------- Ray

@@ -50,6 +50,36 @@ def test_retry_transient_error_classes():
         assert not is_transient_error(e), e
 
 
+def test_retry_transient_error_raised_in_a_ray_data_map_function():
+    """Ray Data wraps a map function's exception in `UserCodeException` raised from it, and the chain is lost on the
+    way to the driver (pickled without `__cause__`): the traceback text the worker formatted still tells a storage
+    outage (exit 3 at the driver) from a bug or a denied request."""
+    import pickle
+    import traceback
+
+    import botocore.exceptions as be
+    from ray.exceptions import RayTaskError, UserCodeException
+
+    def from_map_function(inner: BaseException) -> BaseException:
+        try:
+            try:
+                raise inner
+            except Exception as e:
+                raise UserCodeException("UDF failed to process a data block.") from e
+        except UserCodeException as e:
+            err = RayTaskError("MapBatches(WriteTokenShard)", traceback.format_exc(), e)
+        return pickle.loads(pickle.dumps(err)).as_instanceof_cause()  # what reaches the driver
+
+    arrived = from_map_function(be.EndpointConnectionError(endpoint_url="http://x"))
+    assert arrived.cause.__cause__ is None  # the chain is gone, as from a real task
+    assert is_transient_error(arrived)
+    assert is_transient_error(from_map_function(ConnectionResetError("reset by peer")))
+    assert is_transient_error(from_map_function(be.ClientError({"Error": {"Code": "SlowDown"}}, "PutObject")))
+    for inner in (FileNotFoundError("k"), ValueError("bug"), be.NoCredentialsError(),
+                  be.ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject")):
+        assert not is_transient_error(from_map_function(inner)), inner
+
+
 def _next(it):
     v = next(it)
     if isinstance(v, Exception):

@@ -22,6 +22,7 @@ import pytest
 
 from pipeline.decode import status as st
 from pipeline.decode.synth import SynthVideo, write_synthetic_video
+from tests.conftest import built_once
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,10 @@ def build_broken(folder: Path) -> list[Broken]:
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> dict[str, Media]:
-    """Every case of ``CASES`` written once per session (a case whose tool is missing carries ``skipped``)."""
-    folder = tmp_path_factory.mktemp("media")
-    return {c.name: build(c, folder) for c in CASES}
+    """Every case of ``CASES`` written once per test run (a case whose tool is missing carries ``skipped``)."""
+    return built_once(tmp_path_factory, "media", lambda folder: {c.name: build(c, folder) for c in CASES})
 
 
 @pytest.fixture(scope="session")
 def broken(tmp_path_factory) -> dict[str, Broken]:
-    return {b.name: b for b in build_broken(tmp_path_factory.mktemp("broken"))}
+    return built_once(tmp_path_factory, "broken", lambda folder: {b.name: b for b in build_broken(folder)})
