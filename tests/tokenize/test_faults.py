@@ -88,14 +88,14 @@ def test_faults_storage_write_survives_an_outage(s3_server):
     than the outage it fails with a transient error and leaves nothing at the key (absent or complete)."""
     bucket = s3_server.make_bucket("fw")
     table = pa.table({"a": list(range(1000))})
-    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=4)]) as proxy:
-        lay = OutputLayout(f"s3://{bucket}/out", proxy_options(proxy.endpoint_url),
+    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=2)]) as proxy:  # one client try each:
+        lay = OutputLayout(f"s3://{bucket}/out", proxy_options(proxy.endpoint_url, client_tries=1),  # retry.* rides it
                            RetryPolicy(attempts=20, base_s=0.5, max_s=2, deadline_s=60))
         lay.write_table("tokens/part-a.parquet", table)
         assert proxy.stats["refused"] > 0
     assert read_folder(s3_server.filesystem(), f"{bucket}/out/tokens").equals(table)
     with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=120)]) as proxy:
-        lay = OutputLayout(f"s3://{bucket}/out", proxy_options(proxy.endpoint_url),
+        lay = OutputLayout(f"s3://{bucket}/out", proxy_options(proxy.endpoint_url, client_tries=1),
                            RetryPolicy(attempts=2, base_s=0.1, max_s=0.1, deadline_s=1))
         with pytest.raises(Exception) as err:
             lay.write_table("tokens/part-b.parquet", table)
@@ -111,8 +111,8 @@ def test_faults_decode_stage_retries_then_leaves_pending_rows(s3_server, corpus)
     plan = pa.Table.from_pylist([{"source": src, "source_size": size, "skip_windows": [], "prev_windows": 0}],
                                 schema=PLAN_SCHEMA)
     decode = DecodeConfig(fps=3.0, size=32, num_frames=17, stride=17, timeout_s=60)
-    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=6)]) as proxy:
-        lay = OutputLayout(f"s3://{corpus['bucket']}/unit", proxy_options(proxy.endpoint_url))
+    with FaultProxy(s3_server.endpoint_url, outages=[Outage(after=1, seconds=2)]) as proxy:  # one client try each:
+        lay = OutputLayout(f"s3://{corpus['bucket']}/unit", proxy_options(proxy.endpoint_url, client_tries=1))
         retry = RetryConfig(attempts=30, base_s=0.5, max_s=2, deadline_s=90)
         out = pa.concat_tables(list(DecodeInputs(decode, lay, retry=retry, run_id="r1")(plan)))
         assert proxy.stats["refused"] > 0

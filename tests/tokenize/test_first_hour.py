@@ -90,9 +90,10 @@ def _without_credentials() -> dict:
     return {**env, **NO_AWS, "PYTHONPATH": str(REPO)}
 
 
-def test_first_hour_storage_configuration_errors(tmp_path, s3_server, auth_s3):
+def test_first_hour_storage_configuration_errors(tmp_path, s3_server, auth_s3, capsys):
     """No credentials, a key the store does not know, a bucket that does not exist: each is a configuration error
-    (exit 2 within seconds: never retried as transient) whose message names what to set."""
+    (exit 2 within seconds: never retried as transient) whose message names what to set. The first two run in a
+    process of their own (their environment holds the credentials), the third in this one."""
     args = [f"output={tmp_path / 'out'}", *FAST]
     r = subprocess.run([sys.executable, str(JOB), "input=s3://bkt/videos/",
                         f"storage.endpoint_url={s3_server.endpoint_url}", *args], capture_output=True, text=True,
@@ -106,8 +107,8 @@ def test_first_hour_storage_configuration_errors(tmp_path, s3_server, auth_s3):
     assert r.returncode == CONFIG and "access denied" in r.stderr and "InvalidAccessKeyId" in r.stderr, r.stderr[-2000:]
     assert "transient failure" not in r.stderr
 
-    r = _subprocess_job(f"input=s3://no-such-bucket-{os.getpid()}/videos/",
-                        f"storage.endpoint_url={s3_server.endpoint_url}", *args)
+    r = tokenize_in_process(capsys, f"input=s3://no-such-bucket-{os.getpid()}/videos/",
+                            f"storage.endpoint_url={s3_server.endpoint_url}", *args)
     assert r.returncode == CONFIG and "no such bucket" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "out" / "_job.json").exists()
 
