@@ -73,14 +73,14 @@ def test_faults_proxy_is_deterministic_and_bounded(s3_server):
     runs = []
     for _ in range(2):
         with FaultProxy(s3_server.endpoint_url, seed=3, p_slowdown=0.3, p_internal=0.2, p_cut=0.2,
-                        max_faults=6) as proxy:
+                        max_faults=3) as proxy:  # each fault costs botocore's backoff (up to seconds): few
             conn_fs = _fs(s3_server, proxy.endpoint_url)
             for _ in range(12):
                 assert conn_fs.cat_file(f"{bucket}/k") == b"x" * 1000  # client retries absorb every fault
             runs.append((list(proxy.decisions), dict(proxy.stats)))
     assert runs[0] == runs[1]
     stats = runs[0][1]
-    assert stats["slowdown_503"] + stats["internal_500"] + stats["cut"] == 6 and stats["forwarded"] >= 12
+    assert stats["slowdown_503"] + stats["internal_500"] + stats["cut"] == 3 and stats["forwarded"] >= 12
 
 
 def test_faults_storage_write_survives_an_outage(s3_server):
