@@ -73,8 +73,9 @@ _CREDENTIAL_HINT = ("set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS
 def is_transient_error(e: BaseException) -> bool:
     """Whether a storage error is worth another try: the network or the store (refused / reset / timed-out
     connections, 5xx, throttling, cut bodies), as opposed to a missing path, a permission or a programming error.
-    Follows `__cause__` and Ray's `cause` wrappers, so a task error that came from a storage call is recognised."""
-    seen, text = 0, None
+    Follows `__cause__` and Ray's `cause` wrappers, so a task error that came from a storage call is recognised, also
+    where Ray lost the chain (`_named_in_task_error`)."""
+    first, seen = e, 0
     while e is not None and seen < 10:
         if isinstance(e, _PERMANENT_OS_ERRORS) or _error_code(e) in _CREDENTIAL_ERRORS + _DENIED_CODES + ("NoSuchBucket",):
             return False
@@ -82,34 +83,11 @@ def is_transient_error(e: BaseException) -> bool:
             return True
         if type(e).__module__.split(".")[0] in _TRANSIENT_MODULES:
             return True
-        if text is None and type(e).__module__ == "ray.exceptions":  # a task's error: its text has the worker's
-            text = str(e)                                             # traceback, chained exceptions included
         e = getattr(e, "cause", None) or e.__cause__
         seen += 1
-    return _transient_in_traceback(text) if text else False
-
-
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
-
-
-def _transient_in_traceback(text: str) -> bool:
-    """`is_transient_error` for the exceptions named in a Ray task error's text (`str()`), outermost first.
-
-    Why: Ray Data wraps an exception raised in a map function into `UserCodeException` raised `from` it, and the
-    chain does not survive the trip to the driver (exceptions pickle without `__cause__`), so a storage error that
-    outlasted its retries in `WriteTokenShard` arrived as an unexplained error (exit 1) instead of an incomplete run
-    (exit 3). Only the traceback text, formatted in the worker, still names it."""
-    named = []
-    for line in text.splitlines():
-        m = _EXCEPTION_LINE.match(line)
-        if m and not line.startswith(("Traceback", "ray::", "The above exception", "During handling")) and \
-                (m.group(2) is not None or m.group(1).endswith(("Error", "Exception"))):
-            named.append((m.group(1), m.group(2) or ""))
-    for name, message in reversed(named):  # the text lists the root cause first
-        short = name.rsplit(".", 1)[-1]
-        code = re.search(r"An error occurred \((\w+)\)", message) if short == "ClientError" else None
-        builtin = getattr(builtins, short, None) if "." not in name else None
-        if short in _CREDENTIAL_ERRORS or (code and code.group(1) in _DENIED_CODES + ("NoSuchBucket",)):
+    for name, message, code in _named_in_task_error(first):
+        builtin = getattr(builtins, name, None) if "." not in name else None
+        if name.rsplit(".", 1)[-1] in _CREDENTIAL_ERRORS or code in _DENIED_CODES + ("NoSuchBucket",):
             return False
         if isinstance(builtin, type) and issubclass(builtin, _PERMANENT_OS_ERRORS):
             return False
@@ -118,6 +96,32 @@ def _transient_in_traceback(text: str) -> bool:
         if name.split(".")[0] in _TRANSIENT_MODULES:
             return True
     return False
+
+
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+
+
+def _named_in_task_error(e: BaseException) -> list[tuple[str, str, str | None]]:
+    """`(qualified class name, message, store error code)` of each exception a Ray task error's text names (its
+    `str()`, formatted in the worker), outermost first; `[]` for an error that did not come from a Ray task.
+
+    Why: Ray Data wraps an exception raised in a map function into `UserCodeException` raised `from` it, and the
+    chain does not survive the trip to the driver (exceptions pickle without `__cause__`), so a storage error that
+    outlasted its retries in `WriteTokenShard` arrived as an unexplained error (exit 1) instead of an incomplete run
+    (exit 3). Only the text still names it."""
+    while e is not None and type(e).__module__ != "ray.exceptions":
+        e = e.__cause__
+    if e is None:
+        return []
+    named = []
+    for line in str(e).splitlines():
+        m = _EXCEPTION_LINE.match(line)
+        if m and not line.startswith(("Traceback", "ray::", "The above exception", "During handling")) and \
+                (m.group(2) is not None or m.group(1).endswith(("Error", "Exception"))):
+            message = m.group(2) or ""
+            code = re.search(r"An error occurred \((\w+)\)", message) if m.group(1).endswith("ClientError") else None
+            named.append((m.group(1), message, code.group(1) if code else None))
+    return named[::-1]  # the text lists the root cause first
 
 
 def _error_code(e: BaseException) -> str | None:
@@ -132,7 +136,7 @@ def storage_config_error(e: BaseException, url: str | None = None) -> str | None
     else (a transient failure, a bug). Covers: no credentials, access denied / bad keys, no such bucket, a path that
     does not exist. Follows causes as `is_transient_error` does."""
     where = f" ({url})" if url else ""
-    seen = 0
+    first, seen = e, 0
     while e is not None and seen < 10:
         code = _error_code(e)
         text = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
@@ -147,6 +151,15 @@ def storage_config_error(e: BaseException, url: str | None = None) -> str | None
             return f"not found{where}: {text}"
         e = getattr(e, "cause", None) or e.__cause__
         seen += 1
+    for name, message, code in _named_in_task_error(first):  # raised in a Ray task: the chain is in its text
+        text = f"{name.rsplit('.', 1)[-1]}: {message}"[:300]
+        if name.rsplit(".", 1)[-1] in _CREDENTIAL_ERRORS:
+            return f"no credentials for the object store{where}: {text}. To fix: {_CREDENTIAL_HINT}"
+        if code in _DENIED_CODES:
+            return (f"access denied{where}: {text}. Check that the credentials in use may read the input and write "
+                    f"the output: {_CREDENTIAL_HINT}")
+        if code == "NoSuchBucket":
+            return f"no such bucket{where}: {text}. Check the URL's bucket name (and storage.endpoint_url)"
     return None
 
 

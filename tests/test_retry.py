@@ -7,7 +7,7 @@ import random
 import pytest
 
 from pipeline.retry import RetryPolicy, attempt, retry_call
-from pipeline.storage import is_transient_error
+from pipeline.storage import is_transient_error, storage_config_error
 
 
 def test_retry_backoff_is_capped_full_jitter():
@@ -78,6 +78,11 @@ def test_retry_transient_error_raised_in_a_ray_data_map_function():
     for inner in (FileNotFoundError("k"), ValueError("bug"), be.NoCredentialsError(),
                   be.ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject")):
         assert not is_transient_error(from_map_function(inner)), inner
+    # and a configuration error raised there still gets its message and next step (exit 2, not 1)
+    denied = storage_config_error(from_map_function(be.ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject")))
+    assert denied.startswith("access denied") and "storage.key=" in denied, denied
+    assert storage_config_error(from_map_function(be.NoCredentialsError())).startswith("no credentials")
+    assert storage_config_error(from_map_function(ConnectionResetError("reset"))) is None
 
 
 def _next(it):
