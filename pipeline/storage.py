@@ -74,54 +74,67 @@ def is_transient_error(e: BaseException) -> bool:
     """Whether a storage error is worth another try: the network or the store (refused / reset / timed-out
     connections, 5xx, throttling, cut bodies), as opposed to a missing path, a permission or a programming error.
     Follows `__cause__` and Ray's `cause` wrappers, so a task error that came from a storage call is recognised, also
-    where Ray lost the chain (`_named_in_task_error`)."""
-    first, seen = e, 0
-    while e is not None and seen < 10:
-        if isinstance(e, _PERMANENT_OS_ERRORS) or _error_code(e) in _CREDENTIAL_ERRORS + _DENIED_CODES + ("NoSuchBucket",):
+    where Ray lost the chain (`_causes`)."""
+    for cls, module, code, _ in _causes(e):
+        if (cls and issubclass(cls, _PERMANENT_OS_ERRORS)) or code in _CREDENTIAL_ERRORS + _DENIED_CODES + ("NoSuchBucket",):
             return False
-        if isinstance(e, (OSError, TimeoutError, ConnectionError)):  # s3fs maps 5xx / SlowDown to OSError
+        if cls and issubclass(cls, (OSError, TimeoutError, ConnectionError)):  # s3fs maps 5xx / SlowDown to OSError
             return True
-        if type(e).__module__.split(".")[0] in _TRANSIENT_MODULES:
-            return True
-        e = getattr(e, "cause", None) or e.__cause__
-        seen += 1
-    for name, message, code in _named_in_task_error(first):
-        builtin = getattr(builtins, name, None) if "." not in name else None
-        if name.rsplit(".", 1)[-1] in _CREDENTIAL_ERRORS or code in _DENIED_CODES + ("NoSuchBucket",):
-            return False
-        if isinstance(builtin, type) and issubclass(builtin, _PERMANENT_OS_ERRORS):
-            return False
-        if isinstance(builtin, type) and issubclass(builtin, (OSError, TimeoutError, ConnectionError)):
-            return True
-        if name.split(".")[0] in _TRANSIENT_MODULES:
+        if module.split(".")[0] in _TRANSIENT_MODULES:
             return True
     return False
+
+
+def storage_config_error(e: BaseException, url: str | None = None) -> str | None:
+    """The configuration problem behind a storage error, as a message that names what to set; None for anything
+    else (a transient failure, a bug). Covers: no credentials, access denied / bad keys, no such bucket, a path that
+    does not exist. Follows causes as `is_transient_error` does (`_causes`)."""
+    where = f" ({url})" if url else ""
+    for cls, _, code, text in _causes(e):
+        if code in _CREDENTIAL_ERRORS:
+            return f"no credentials for the object store{where}: {text}. To fix: {_CREDENTIAL_HINT}"
+        if code in _DENIED_CODES or (cls and issubclass(cls, PermissionError)):
+            return (f"access denied{where}: {text}. Check that the credentials in use may read the input and write "
+                    f"the output: {_CREDENTIAL_HINT}")
+        if code == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+            return f"no such bucket{where}: {text}. Check the URL's bucket name (and storage.endpoint_url)"
+        if cls and issubclass(cls, FileNotFoundError):
+            return f"not found{where}: {text}"
+    return None
 
 
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
 
-def _named_in_task_error(e: BaseException) -> list[tuple[str, str, str | None]]:
-    """`(qualified class name, message, store error code)` of each exception a Ray task error's text names (its
-    `str()`, formatted in the worker), outermost first; `[]` for an error that did not come from a Ray task.
+def _causes(e: BaseException | None):
+    """`(class or None, module, store error code, first line)` of an error and each of its causes, outermost first:
+    the objects (`cause` of Ray's wrappers, `__cause__`), then the exceptions a Ray task error's text names.
 
-    Why: Ray Data wraps an exception raised in a map function into `UserCodeException` raised `from` it, and the
-    chain does not survive the trip to the driver (exceptions pickle without `__cause__`), so a storage error that
-    outlasted its retries in `WriteTokenShard` arrived as an unexplained error (exit 1) instead of an incomplete run
-    (exit 3). Only the text still names it."""
-    while e is not None and type(e).__module__ != "ray.exceptions":
-        e = e.__cause__
-    if e is None:
-        return []
+    Why the text: Ray Data wraps an exception raised in a map function into `UserCodeException` raised `from` it,
+    and the chain does not survive the trip to the driver (exceptions pickle without `__cause__`), so a storage
+    error that outlasted its retries in `WriteTokenShard` arrived as an unexplained error (exit 1) instead of an
+    incomplete run (exit 3). Only the task error's text, formatted in the worker, still names it (a builtin by its
+    class, anything else by its module, a botocore `ClientError` by the code in its message)."""
+    task_error, seen = None, 0
+    while e is not None and seen < 10:
+        yield type(e), type(e).__module__, _error_code(e), (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        if task_error is None and type(e).__module__ == "ray.exceptions":
+            task_error = e
+        e = getattr(e, "cause", None) or e.__cause__
+        seen += 1
     named = []
-    for line in str(e).splitlines():
+    for line in (str(task_error).splitlines() if task_error is not None else ()):
         m = _EXCEPTION_LINE.match(line)
         if m and not line.startswith(("Traceback", "ray::", "The above exception", "During handling")) and \
                 (m.group(2) is not None or m.group(1).endswith(("Error", "Exception"))):
-            message = m.group(2) or ""
-            code = re.search(r"An error occurred \((\w+)\)", message) if m.group(1).endswith("ClientError") else None
-            named.append((m.group(1), message, code.group(1) if code else None))
-    return named[::-1]  # the text lists the root cause first
+            named.append((m.group(1), m.group(2) or ""))
+    for name, message in reversed(named):  # the text lists the root cause first
+        module, _, short = name.rpartition(".")
+        builtin = getattr(builtins, short, None) if not module else None
+        code = re.search(r"An error occurred \((\w+)\)", message) if short == "ClientError" else None
+        yield (builtin if isinstance(builtin, type) and issubclass(builtin, BaseException) else None,
+               module or "builtins", short if short in _CREDENTIAL_ERRORS else (code.group(1) if code else None),
+               f"{short}: {message}"[:300])
 
 
 def _error_code(e: BaseException) -> str | None:
@@ -129,38 +142,6 @@ def _error_code(e: BaseException) -> str | None:
     if type(e).__name__ in _CREDENTIAL_ERRORS:
         return type(e).__name__
     return (getattr(e, "response", None) or {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
-
-
-def storage_config_error(e: BaseException, url: str | None = None) -> str | None:
-    """The configuration problem behind a storage error, as a message that names what to set; None for anything
-    else (a transient failure, a bug). Covers: no credentials, access denied / bad keys, no such bucket, a path that
-    does not exist. Follows causes as `is_transient_error` does."""
-    where = f" ({url})" if url else ""
-    first, seen = e, 0
-    while e is not None and seen < 10:
-        code = _error_code(e)
-        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        if code in _CREDENTIAL_ERRORS:
-            return f"no credentials for the object store{where}: {text}. To fix: {_CREDENTIAL_HINT}"
-        if code in _DENIED_CODES or isinstance(e, PermissionError):
-            return (f"access denied{where}: {text}. Check that the credentials in use may read the input and write "
-                    f"the output: {_CREDENTIAL_HINT}")
-        if code == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
-            return f"no such bucket{where}: {text}. Check the URL's bucket name (and storage.endpoint_url)"
-        if isinstance(e, FileNotFoundError):
-            return f"not found{where}: {text}"
-        e = getattr(e, "cause", None) or e.__cause__
-        seen += 1
-    for name, message, code in _named_in_task_error(first):  # raised in a Ray task: the chain is in its text
-        text = f"{name.rsplit('.', 1)[-1]}: {message}"[:300]
-        if name.rsplit(".", 1)[-1] in _CREDENTIAL_ERRORS:
-            return f"no credentials for the object store{where}: {text}. To fix: {_CREDENTIAL_HINT}"
-        if code in _DENIED_CODES:
-            return (f"access denied{where}: {text}. Check that the credentials in use may read the input and write "
-                    f"the output: {_CREDENTIAL_HINT}")
-        if code == "NoSuchBucket":
-            return f"no such bucket{where}: {text}. Check the URL's bucket name (and storage.endpoint_url)"
-    return None
 
 
 def is_remote(url: str) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.train.checkpoint import CKPT_PREFIX
+from pipeline.train.loop import SNAPSHOT_FILE
 from tests.conftest import local_cluster
 from tests.train.helpers import REPO, digest_of_checkpoint, load_torch, train_cfg, train_overrides
 
@@ -50,7 +52,7 @@ def test_train_ray_lost_node_restarts_from_checkpoint_same_final_state(tmp_path,
         """Ray Train's controller has registered checkpoint `step` (its snapshot names it): a restart resumes from it
         or a later one."""
         try:
-            return f"checkpoint_{step:08d}" in fs.cat_file(f"{run_dir}/checkpoint_manager_snapshot.json").decode()
+            return f"{CKPT_PREFIX}{step:08d}" in fs.cat_file(f"{run_dir}/{SNAPSHOT_FILE}").decode()
         except FileNotFoundError:
             return False
 
